@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: install run test check bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: the embedded Temporal dev server (Web UI http://localhost:8233), PostgreSQL, the worker and demo cases
+run: install
+	$(PY) worker.py --demo
+
+## test: the whole suite on real Temporal servers and a real PostgreSQL
+test: install
+	$(PY) -m pytest
+
+## check: lint and types, as CI runs them
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""How ABH runs: settings from the environment, logging, the Temporal client and the embedded stack."""

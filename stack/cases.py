@@ -1,0 +1,89 @@
+"""The client API upstream systems and `starter.py` use: open a case, act on it, read it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from workflows import rules, search
+from workflows.case import CaseWorkflow
+from workflows.models import TASK_QUEUE, CaseInput, CaseStatus, Phase, case_workflow_id
+
+
+class CaseAlreadyExists(Exception):
+    """A ticket opens at most one case, ever: the existing one is where to look."""
+
+    def __init__(self, ticket_id: str, ui_url: str, namespace: str) -> None:
+        self.workflow_id = case_workflow_id(ticket_id)
+        self.link = f"{ui_url}/namespaces/{namespace}/workflows/{self.workflow_id}"
+        super().__init__(
+            f"ticket {ticket_id} already has a case ({self.workflow_id}): see {self.link} "
+            f"or `python starter.py status {ticket_id}`"
+        )
+
+
+def summary_of(ticket: CaseInput) -> str:
+    return f"{ticket.priority.value} - {ticket.customer.name} - {ticket.subject}"
+
+
+def details_of(ticket: CaseInput) -> str:
+    c = ticket.customer
+    lines = [
+        f"**Customer:** {c.name} (`{c.account_id}`), {c.contact_email}",
+        f"**TAM:** {c.tam_email or '-'}",
+        f"**Source:** {ticket.source or '-'}",
+    ]
+    return "  \n".join(lines)
+
+
+async def open_case(
+    client: Client,
+    ticket: CaseInput,
+    *,
+    task_queue: str = TASK_QUEUE,
+    ui_url: str = "http://localhost:8233",
+    with_search_attributes: bool = True,
+) -> WorkflowHandle[CaseWorkflow, Any]:
+    """Start the ticket's case; CaseAlreadyExists if the ticket has one, open or closed."""
+    preview = CaseStatus(
+        workflow_id=case_workflow_id(ticket.ticket_id),
+        ticket=ticket,
+        priority=ticket.priority,
+        phase=Phase.TRIAGE,
+        opened_at=ticket.opened_at or datetime.now(UTC),
+        assignee=ticket.assignee,
+    )
+    try:
+        return await client.start_workflow(
+            CaseWorkflow.run,
+            ticket,
+            id=preview.workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=(
+                TypedSearchAttributes(search.pairs_at_start(preview)) if with_search_attributes else None
+            ),
+            static_summary=summary_of(ticket),
+            static_details=details_of(ticket),
+        )
+    except WorkflowAlreadyStartedError:
+        raise CaseAlreadyExists(ticket.ticket_id, ui_url, client.namespace) from None
+
+
+def handle_for(client: Client, ticket_id: str) -> WorkflowHandle[CaseWorkflow, Any]:
+    return client.get_workflow_handle_for(CaseWorkflow.run, case_workflow_id(ticket_id))
+
+
+async def signal_action(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> None:
+    """Fire-and-forget: the payload is checked here first, so a typo never leaves this process."""
+    model = rules.parse_action(action, payload)
+    await handle_for(client, ticket_id).signal(action, model)
+
+
+async def case_status(client: Client, ticket_id: str) -> CaseStatus:
+    return await handle_for(client, ticket_id).query(CaseWorkflow.status)

@@ -1,0 +1,39 @@
+"""The Temporal client, always with the pydantic data converter so models cross the wire intact."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from stack.settings import Settings
+from workflows.search import ALL_KEYS
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect with Temporal's environment configuration (TEMPORAL_ADDRESS, _NAMESPACE, _API_KEY, TLS)."""
+    config = settings.temporal.to_client_connect_config()
+    config.setdefault("target_host", "localhost:7233")
+    return await Client.connect(**config, data_converter=pydantic_data_converter)
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add the case search attributes the namespace lacks; returns the names added.
+
+    Self-hosted clusters and the test servers accept this; Temporal Cloud manages them in its console.
+    """
+    wanted = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type)) for k in ALL_KEYS}
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        missing = {n: t for n, t in wanted.items() if n not in listed.custom_attributes}
+    except RPCError:
+        missing = wanted
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    return sorted(missing)

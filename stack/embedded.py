@@ -1,0 +1,95 @@
+"""The embedded default: a Temporal dev server and a PostgreSQL, both from PyPI wheels, in a data folder.
+
+Whatever the environment configures (TEMPORAL_ADDRESS, DATABASE_URL) is used instead, so the same entry
+points run unchanged against a production cluster and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from stack.client import connect
+from stack.settings import Settings
+from workflows.search import ALL_KEYS
+
+log = structlog.get_logger(__name__)
+
+TEMPORAL_PORT = 7233
+UI_PORT = 8233
+
+
+def bundled_binary(name: str) -> str:
+    """A binary installed by a wheel next to this interpreter (temporal, temporal-test-server)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found; install the project with `make install`")
+    return found
+
+
+async def start_dev_server(data_dir: Path | None, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT,
+                           ui: bool = True) -> WorkflowEnvironment:
+    """Temporal's dev server with the Web UI and the case search attributes registered."""
+    db_file = None
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db_file = str(data_dir / "temporal.db")
+    return await WorkflowEnvironment.start_local(
+        port=port,
+        ui=ui,
+        ui_port=ui_port if ui else None,
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL_KEYS,
+        dev_server_existing_path=bundled_binary("temporal"),
+        dev_server_database_filename=db_file,
+        dev_server_log_level="error",
+    )
+
+
+def start_postgres(data_dir: Path) -> str:
+    """An embedded PostgreSQL in `data_dir`; returns its connection URL. Stops when the process exits."""
+    import pgserver  # imported here: only the embedded default needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    url: str = server.get_uri()
+    return url
+
+
+@dataclass
+class Stack:
+    client: Client
+    database_url: str
+    settings: Settings
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+    """Connect to what is configured; start the embedded server and database for what is not."""
+    async with AsyncExitStack() as exit_stack:
+        if settings.embedded_temporal:
+            log.info("starting embedded Temporal dev server", ui=settings.ui_url, data_dir=str(settings.data_dir))
+            env = await start_dev_server(settings.data_dir)
+            exit_stack.push_async_callback(env.shutdown)
+            client = env.client
+        else:
+            client = await connect(settings)
+        if settings.embedded_database:
+            pg_dir = settings.data_dir / "postgres"
+            log.info("starting embedded PostgreSQL", data_dir=str(pg_dir))
+            database_url = await asyncio.to_thread(start_postgres, pg_dir)
+        else:
+            assert settings.database_url is not None
+            database_url = settings.database_url
+        yield Stack(client=client, database_url=database_url, settings=settings)

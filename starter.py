@@ -1,0 +1,126 @@
+"""Open support cases and act on them from the command line.
+
+  python starter.py open --ticket-id T-7 --priority P1 --subject "Checkout API down" \\
+      --account-id acme --customer-name "Acme Corp" --contact-email ops@acme.example
+  python starter.py open --json ticket.json
+  python starter.py milestone_verified T-7 --milestone data_verified --by alice
+  python starter.py status T-7
+
+Every action of the wire contract is a command of the same name, its fields are options.
+Bad input is refused here, naming each bad field, before anything reaches Temporal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from stack import logs
+from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action
+from stack.client import connect
+from stack.settings import Settings
+from workflows.models import ACTIONS, CaseInput, case_workflow_id
+from workflows.rules import Refused, field_errors
+
+log = structlog.get_logger("starter")
+
+CUSTOMER_FLAGS = {
+    "account_id": "account-id",
+    "name": "customer-name",
+    "contact_email": "contact-email",
+    "contact_phone": "contact-phone",
+    "tam_email": "tam-email",
+    "calendar": "calendar",
+}
+TICKET_FLAGS = ("ticket_id", "priority", "subject", "description", "opened_at", "assignee", "source")
+
+
+def _ticket_from(args: argparse.Namespace) -> CaseInput:
+    if args.json:
+        raw = sys.stdin.read() if args.json == "-" else Path(args.json).read_text(encoding="utf-8")
+        return CaseInput.model_validate_json(raw)
+    data: dict[str, Any] = {k: getattr(args, k) for k in TICKET_FLAGS if getattr(args, k) is not None}
+    customer = {k: getattr(args, k) for k in CUSTOMER_FLAGS if getattr(args, k) is not None}
+    data["customer"] = customer
+    return CaseInput.model_validate(data)
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    for name, field in model.model_fields.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            required=field.is_required(),
+            help=field.description or f"{name} ({'required' if field.is_required() else 'optional'})",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    opener = commands.add_parser("open", help="open a case for a ticket")
+    opener.add_argument("--json", metavar="FILE", help="the ticket as a JSON file ('-' for stdin)")
+    for flag in TICKET_FLAGS:
+        opener.add_argument(f"--{flag.replace('_', '-')}", dest=flag)
+    for field, flag in CUSTOMER_FLAGS.items():
+        opener.add_argument(f"--{flag}", dest=field)
+
+    status = commands.add_parser("status", help="print the case as the `status` query returns it")
+    status.add_argument("ticket_id")
+
+    for action, model in ACTIONS.items():
+        sub = commands.add_parser(action, help=f"send the {action} action")
+        sub.add_argument("ticket_id")
+        _add_model_options(sub, model)
+    return parser
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.command == "open":
+        try:
+            ticket = _ticket_from(args)
+        except ValidationError as err:
+            print(f"refused: invalid ticket: {field_errors(err)}", file=sys.stderr)
+            return 2
+        client = await connect(settings)
+        try:
+            handle = await open_case(client, ticket, task_queue=settings.task_queue, ui_url=settings.ui_url)
+        except CaseAlreadyExists as exists:
+            print(f"refused: {exists}", file=sys.stderr)
+            return 3
+        print(f"opened {handle.id}: {settings.ui_url}/namespaces/{client.namespace}/workflows/{handle.id}")
+        return 0
+
+    client = await connect(settings)
+    if args.command == "status":
+        status = await case_status(client, args.ticket_id)
+        print(status.model_dump_json(indent=2))
+        return 0
+
+    model = ACTIONS[args.command]
+    payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
+    try:
+        await signal_action(client, args.ticket_id, args.command, payload)
+    except Refused as refusal:
+        print(f"refused: {refusal}", file=sys.stderr)
+        return 2
+    print(f"sent {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logs.configure(level=30)
+    return asyncio.run(run(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

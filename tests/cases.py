@@ -1,0 +1,122 @@
+"""Shared test vocabulary: tickets, a worker on its own queue, moving the test server's clock, rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.policy_source import PolicySource
+from stack.cases import open_case
+from worker import build_worker
+from workflows.case import CaseWorkflow
+from workflows.models import CaseInput, CaseStatus, Customer, Priority
+from workflows.policy import Policy, load_policy
+
+
+def ticket(ticket_id: str, priority: str = "P3", **overrides: Any) -> CaseInput:
+    customer = Customer(
+        account_id="acme",
+        name="Acme Corp",
+        contact_email="ops@acme.example",
+        contact_phone="+1 555 0100",
+        tam_email="tam@support.example",
+    )
+    fields: dict[str, Any] = {
+        "ticket_id": ticket_id,
+        "priority": Priority(priority),
+        "subject": "Checkout API down",
+        "customer": customer,
+        "source": "tests",
+    }
+    return CaseInput(**(fields | overrides))
+
+
+def default_policy(**changes: Any) -> Policy:
+    policy = load_policy()
+    return policy.model_copy(update=changes) if changes else policy
+
+
+class Cases:
+    """Opens cases on a test's own queue and terminates what is still running when the test ends,
+    so a leftover timer never holds up the time-skipping server for the next test."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
+        self.env = env
+        self.task_queue = task_queue
+        self.handles: list[WorkflowHandle[CaseWorkflow, Any]] = []
+
+    async def open(self, t: CaseInput) -> WorkflowHandle[CaseWorkflow, Any]:
+        handle = await open_case(self.env.client, t, task_queue=self.task_queue)
+        self.handles.append(handle)
+        return handle
+
+    async def terminate_running(self) -> None:
+        for handle in self.handles:
+            with contextlib.suppress(Exception):
+                await handle.terminate("test finished")
+
+
+@asynccontextmanager
+async def case_worker(
+    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, policy: Policy | None = None
+) -> AsyncIterator[Cases]:
+    source = PolicySource(policy=policy or default_policy())
+    cases = Cases(env, task_queue)
+    try:
+        async with build_worker(env.client, pool, task_queue=task_queue, policy=source):
+            yield cases
+    finally:
+        await cases.terminate_running()
+
+
+async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
+    """Skip the test server's clock to the next `weekday` (Monday=0) at `at` UTC."""
+    now = await env.get_current_time()
+    target = datetime.combine(now.date(), at, tzinfo=UTC)
+    target += timedelta(days=(weekday - now.weekday()) % 7)
+    if target <= now:
+        target += timedelta(days=7)
+    await env.sleep(target - now)
+    return await env.get_current_time()
+
+
+async def status_when(
+    handle: WorkflowHandle[CaseWorkflow, Any], ready: Callable[[CaseStatus], bool], timeout: float = 15
+) -> CaseStatus:
+    """The case's status once `ready` holds (the worker runs its activities in real time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = await handle.query(CaseWorkflow.status)
+        if ready(status):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"case never reached the expected state: {status.model_dump_json(indent=1)}")
+        await asyncio.sleep(0.05)
+
+
+async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool) -> CaseStatus:
+    """Status once every timeline entry the case holds has reached PostgreSQL."""
+    async def stored() -> int:
+        return int(await pool.fetchval("SELECT coalesce(max(seq), 0) FROM case_events WHERE workflow_id = $1", handle.id))
+
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        status = await handle.query(CaseWorkflow.status)
+        last = status.timeline[-1].seq if status.timeline else 0
+        if await stored() >= last:
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timeline not stored: {last} in state")
+        await asyncio.sleep(0.05)
+
+
+async def rows(pool: asyncpg.Pool, table: str, workflow_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY 1", workflow_id)

@@ -1,0 +1,107 @@
+"""Run the case worker: workflows and activities on the `abh-cases` task queue.
+
+With no TEMPORAL_ADDRESS / DATABASE_URL it starts the embedded dev server (Web UI on :8233) and
+PostgreSQL under ./.data first. `--demo` also opens the demo cases. Stops cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from datetime import timedelta
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.case_store import CaseStore
+from activities.database import connect, migrate
+from activities.notifications import Notifier, Sender, log_sink
+from activities.policy_source import PolicySource
+from stack import logs
+from stack.embedded import running_stack
+from stack.settings import Settings
+from workflows.case import CaseWorkflow
+from workflows.policy import Policy
+
+log = structlog.get_logger("worker")
+
+# Deterministic libraries the workflow's models use, loaded once rather than per workflow run.
+PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types")
+
+
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    *,
+    task_queue: str,
+    policy: PolicySource,
+    sender: Sender = log_sink,
+) -> Worker:
+    """The worker for one task queue; tests build theirs here too, with their own queue."""
+    store = CaseStore(pool)
+    notifier = Notifier(pool, sender)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CaseWorkflow],
+        activities=[
+            policy.current_policy,
+            store.record_case,
+            store.open_tech_lead_ticket,
+            notifier.send_notifications,
+        ],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+    )
+
+
+async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with running_stack(settings) as stack:
+        pool = await connect(stack.database_url)
+        try:
+            await migrate(pool)
+            if demo:
+                from stack.demo import demo_policy, run_demo
+
+                policy = policy or demo_policy()
+            source = PolicySource(settings.policy_file, policy)
+            worker = build_worker(stack.client, pool, task_queue=settings.task_queue, policy=source)
+            async with worker:
+                log.info(
+                    "worker running",
+                    task_queue=settings.task_queue,
+                    namespace=stack.client.namespace,
+                    web_ui=settings.ui_url if settings.embedded_temporal else None,
+                )
+                demo_task = asyncio.create_task(run_demo(stack.client, settings)) if demo else None
+                await stop.wait()
+                log.info("stopping worker")
+                if demo_task:
+                    demo_task.cancel()
+        finally:
+            await pool.close()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", action="store_true", help="also open and drive the demo cases")
+    parser.add_argument("--json-logs", action="store_true", default=None, help="JSON logs even on a terminal")
+    args = parser.parse_args()
+    logs.configure(json=args.json_logs)
+    asyncio.run(serve(Settings.from_env(), demo=args.demo))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+"""CaseWorkflow: one support ticket, from ingestion to confirmed closure.
+
+The run method is the lifecycle of the seed: ingest, triage, engage and contact the customer, work the
+milestones under the escalation clock, follow up, close. Actions arrive as signals; their handlers only
+change the case and queue timeline entries and notifications, and the lifecycle writes those out through
+activities at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.case_store import CaseRecord, CaseStore, TechLeadTicket
+    from activities.notifications import Notification, Notifier
+    from activities.policy_source import PolicySource
+    from workflows import clocks, messages, rules, search
+    from workflows.clocks import CaseClocks, Due, DueKind
+    from workflows.models import (
+        WORKFLOW_TYPE,
+        Action,
+        AddNote,
+        Assign,
+        CaseInput,
+        CaseOutcome,
+        CaseStatus,
+        Cancel,
+        ChangePriority,
+        CloseReason,
+        CustomerContacted,
+        CustomerConfirmed,
+        CustomerRejected,
+        CustomerReplied,
+        Escalation,
+        Milestone,
+        MilestoneState,
+        MilestoneStatus,
+        MilestoneVerified,
+        Pause,
+        Phase,
+        Priority,
+        Resolved,
+        TimelineEntry,
+        WaitingOnCustomer,
+    )
+    from workflows.policy import Policy, Role
+
+# An outage of the database or a sender delays the case; it never fails it.
+PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+class InvalidCaseInput(ApplicationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="InvalidCaseInput", non_retryable=True)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class CaseWorkflow:
+    @workflow.init
+    def __init__(self, ticket: CaseInput | dict[str, Any]) -> None:
+        self._invalid: str | None = None
+        try:
+            parsed = CaseInput.model_validate(ticket)
+        except ValidationError as err:
+            self._invalid = f"invalid case input: {rules.field_errors(err)}"
+            parsed = None
+        self._case = parsed and CaseStatus(
+            workflow_id=workflow.info().workflow_id,
+            ticket=parsed,
+            priority=parsed.priority,
+            phase=Phase.TRIAGE,
+            opened_at=parsed.opened_at or workflow.now(),
+            assignee=parsed.assignee,
+        )
+        self._policy: Policy | None = None
+        self._clocks: CaseClocks | None = None
+        self._seq = 0
+        self._unrecorded: list[TimelineEntry] = []
+        self._outbox: list[Notification] = []
+        self._published: search.Values = {}
+        self._clocks_moved = False
+
+    # The lifecycle.
+
+    @workflow.run
+    async def run(self, ticket: CaseInput | dict[str, Any]) -> CaseOutcome:
+        if self._invalid:
+            raise InvalidCaseInput(self._invalid)
+        await self._ingest()
+        await self._triage()
+        while self.case.phase is not Phase.CLOSED:
+            await self._troubleshoot()
+            await self._follow_up()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._sync()
+        return self._outcome()
+
+    async def _ingest(self) -> None:
+        """Snapshot the policy, assign the case and record it."""
+        self._policy = await workflow.execute_activity_method(
+            PolicySource.current_policy,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=PATIENT,
+            summary="Snapshot the support policy",
+        )
+        case = self.case
+        calendar = case.ticket.customer.calendar
+        if calendar is not None and calendar not in self.policy.calendars:
+            known = ", ".join(sorted(self.policy.calendars))
+            raise InvalidCaseInput(f"invalid case input: customer.calendar: unknown calendar {calendar!r}; known: {known}")
+        self._clocks = clocks.clocks_for(self.policy, case.priority, calendar)
+        case.milestones = [
+            MilestoneStatus(name=m, target=self.policy.for_priority(case.priority).targets[m]) for m in Milestone
+        ]
+        roster = self.policy.roster
+        case.assignee = case.assignee or (roster.on_call if case.priority is Priority.P1 else roster.team_queue)
+        source = case.ticket.source or "upstream"
+        self._record("opened", f"{case.priority.value} case opened by {source}: {case.ticket.subject}")
+        self._record("assigned", f"assigned to {case.assignee}", data={"assignee": case.assignee})
+        await self._sync()
+
+    async def _triage(self) -> None:
+        """P1 engages at once; P2-P4 at once in business hours, else queued until the next opening."""
+        case = self.case
+        start = clocks.engagement_start(self.clocks, case.opened_at)
+        if start > workflow.now():
+            case.phase = Phase.QUEUED
+            case.queued_until = start
+            entry = self._record("queued", f"outside business hours; queued until {messages.when(start)}")
+            self._notify(entry, "case_queued", [Role.CUSTOMER])
+            await self._run_clocks_while(Phase.QUEUED)
+        if case.phase is Phase.TRIAGE:
+            self._begin_engagement(start)
+
+    async def _troubleshoot(self) -> None:
+        """Milestone warnings and breaches and the escalation ladder, until resolved or cancelled."""
+        await self._run_clocks_while(Phase.ENGAGED)
+
+    async def _follow_up(self) -> None:
+        """Ask the customer to confirm; close on confirmation or when the window ends, reopen on rejection."""
+        case = self.case
+        if case.phase is not Phase.AWAITING_CONFIRMATION:
+            return
+        now = workflow.now()
+        case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(self.policy, self.clocks, now)
+        entry = self._record("follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}")
+        self._notify(entry, "follow_up", [Role.CUSTOMER])
+        await self._sync()
+        case.follow_up_sent_at = case.follow_up_sent_at or now
+        await self._run_clocks_while(Phase.AWAITING_CONFIRMATION, until=lambda: case.confirmed_at is not None)
+        if case.phase is Phase.AWAITING_CONFIRMATION and case.confirmed_at is not None:
+            self._close(CloseReason.CONFIRMED, "customer confirmed the resolution")
+
+    # Clocks.
+
+    async def _run_clocks_while(self, phase: Phase, until: Callable[[], bool] = lambda: False) -> None:
+        """Fire the case's due clocks in order while it stays in `phase`; a changed clock re-arms the wait."""
+        while self.case.phase is phase and not until():
+            now = workflow.now()
+            clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
+            due = clocks.next_due(self.case, self.policy)
+            if due is not None and due.at <= now:
+                await self._fire(due)
+                continue
+            await self._wait(lambda: self.case.phase is not phase or until(), due)
+
+    async def _wait(self, done: Callable[[], bool], due: Due | None) -> None:
+        """Sleep until `done`, the due instant, or news to record (an action arrived)."""
+        await self._sync()
+        if done() or self._clocks_moved:
+            self._clocks_moved = False
+            return
+        timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
+        try:
+            await workflow.wait_condition(
+                lambda: done() or self._clocks_moved or bool(self._unrecorded or self._outbox),
+                timeout=timeout,
+                timeout_summary=due.summary() if due else None,
+            )
+        except asyncio.TimeoutError:
+            pass
+        self._clocks_moved = False
+
+    async def _fire(self, due: Due) -> None:
+        match due.kind:
+            case DueKind.ENGAGE:
+                self._begin_engagement(due.at)
+            case DueKind.WARN:
+                self._warn(Milestone(due.subject))
+            case DueKind.BREACH:
+                self._breach(Milestone(due.subject))
+            case DueKind.ESCALATE:
+                await self._escalate(due)
+            case DueKind.REMINDER:
+                self._remind()
+            case DueKind.CONFIRMATION_WINDOW:
+                self._close(CloseReason.NO_RESPONSE, "no answer from the customer within the confirmation window")
+
+    def _begin_engagement(self, at: datetime, note: str = "") -> None:
+        """Engage the case: the first time, contact the customer; on a reopen, restart the escalation clock."""
+        case = self.case
+        case.engagement += 1
+        case.phase = Phase.ENGAGED
+        case.engaged_at = at
+        case.queued_until = None
+        self._clocks_moved = True
+        if case.engagement > 1:
+            entry = self._record("engaged", f"engagement {case.engagement}: reopened, escalation clock restarted")
+            self._notify(entry, "case_reopened", [Role.ASSIGNEE, Role.TAM], note=note)
+            return
+        entry = self._record("engaged", f"engaged at {messages.when(at)}")
+        prio = self.policy.for_priority(case.priority)
+        if "call" in prio.contact:
+            self._notify(entry, "customer_call", [Role.CUSTOMER], channel="call")
+        self._notify(entry, "case_opened", [Role.CUSTOMER])
+        if "open" in prio.tam_told:
+            self._notify(entry, "tam_update", [Role.TAM], event="case opened")
+
+    def _warn(self, milestone: Milestone) -> None:
+        ms = self._milestone(milestone)
+        ms.state = MilestoneState.WARNED
+        entry = self._record("milestone_warning", f"{milestone.value} due {messages.when(ms.due_at)}")
+        self._notify(entry, "milestone_warning", [Role.ASSIGNEE], **self._milestone_facts(ms))
+
+    def _breach(self, milestone: Milestone) -> None:
+        ms = self._milestone(milestone)
+        ms.state = MilestoneState.BREACHED
+        self.case.sla_breached = True
+        entry = self._record("sla_breached", f"{milestone.value} missed its {messages.duration(ms.target)} target")
+        self._notify(entry, "milestone_breach", [Role.ASSIGNEE, Role.TAM], **self._milestone_facts(ms))
+
+    async def _escalate(self, due: Due) -> None:
+        """Raise the next level once for this engagement: a ticket row, notifications, the standup list."""
+        case = self.case
+        level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
+        key = f"{case.workflow_id}:{case.engagement}:{level.name}"
+        reason = f"unresolved {messages.duration(level.after)} after engagement {case.engagement}"
+        raised_at = workflow.now()
+        await workflow.execute_activity_method(
+            CaseStore.open_tech_lead_ticket,
+            TechLeadTicket(
+                ticket_key=key,
+                workflow_id=case.workflow_id,
+                engagement=case.engagement,
+                level=level.name,
+                priority=case.priority,
+                assignee=self._address_of(level.owner),
+                reason=reason,
+                raised_at=raised_at,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=PATIENT,
+            summary=f"Open {level.name} ticket",
+        )
+        case.escalations.append(
+            Escalation(
+                level=level.name,
+                engagement=case.engagement,
+                raised_at=raised_at,
+                due_at=due.at,
+                ticket_key=key,
+                notified=[r.value for r in level.notify],
+            )
+        )
+        case.escalated = True
+        case.on_standup = True
+        entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
+        self._notify(entry, "escalation", list(level.notify), level=level.name, after=messages.duration(level.after))
+
+    def _remind(self) -> None:
+        self.case.reminder_sent_at = workflow.now()
+        entry = self._record("reminder_sent", "customer reminded to confirm the resolution")
+        self._notify(entry, "reminder", [Role.CUSTOMER])
+
+    def _close(self, reason: CloseReason, detail: str) -> None:
+        case = self.case
+        case.phase = Phase.CLOSED
+        case.close_reason = reason
+        case.closed_at = workflow.now()
+        case.paused = False
+        entry = self._record("closed", f"closed ({reason.value}): {detail}")
+        if reason is not CloseReason.CANCELLED:
+            self._notify(entry, "case_closed", [Role.CUSTOMER])
+        if "resolution" in self.policy.for_priority(case.priority).tam_told:
+            self._notify(entry, "tam_update", [Role.TAM], event=f"case closed ({reason.value})")
+
+    # Actions: the same checks for every signal; a refused one is kept in the timeline.
+
+    @workflow.signal(name="assign")
+    async def assign(self, payload: Any) -> None:
+        await self._act("assign", payload)
+
+    @workflow.signal(name="customer_contacted")
+    async def customer_contacted(self, payload: Any) -> None:
+        await self._act("customer_contacted", payload)
+
+    @workflow.signal(name="milestone_verified")
+    async def milestone_verified(self, payload: Any) -> None:
+        await self._act("milestone_verified", payload)
+
+    @workflow.signal(name="resolved")
+    async def resolved(self, payload: Any) -> None:
+        await self._act("resolved", payload)
+
+    @workflow.signal(name="customer_confirmed")
+    async def customer_confirmed(self, payload: Any = None) -> None:
+        await self._act("customer_confirmed", payload)
+
+    @workflow.signal(name="customer_rejected")
+    async def customer_rejected(self, payload: Any = None) -> None:
+        await self._act("customer_rejected", payload)
+
+    @workflow.signal(name="change_priority")
+    async def change_priority(self, payload: Any) -> None:
+        await self._act("change_priority", payload)
+
+    @workflow.signal(name="waiting_on_customer")
+    async def waiting_on_customer(self, payload: Any = None) -> None:
+        await self._act("waiting_on_customer", payload)
+
+    @workflow.signal(name="customer_replied")
+    async def customer_replied(self, payload: Any = None) -> None:
+        await self._act("customer_replied", payload)
+
+    @workflow.signal(name="add_note")
+    async def add_note(self, payload: Any) -> None:
+        await self._act("add_note", payload)
+
+    @workflow.signal(name="cancel")
+    async def cancel(self, payload: Any) -> None:
+        await self._act("cancel", payload)
+
+    @workflow.signal(dynamic=True)
+    async def unknown_action(self, name: str, args: Sequence[RawValue]) -> None:
+        await self._act(name, None)
+
+    @workflow.query(name="status")
+    def status(self) -> CaseStatus:
+        return self.case
+
+    async def _act(self, name: str, payload: Any) -> None:
+        if self._case is None:
+            return
+        await workflow.wait_condition(lambda: self._policy is not None)
+        try:
+            action = rules.parse_action(name, payload)
+            rules.check(self.case, name, action)
+        except rules.Refused as refusal:
+            self._record("rejected", str(refusal), data={"action": name})
+            return
+        self._apply(action)
+
+    def _apply(self, action: Action) -> None:
+        case = self.case
+        now = workflow.now()
+        match action:
+            case Assign(assignee=assignee):
+                case.assignee = assignee
+                self._record("assigned", f"assigned to {assignee}", data={"assignee": assignee})
+            case CustomerContacted(channel=channel, note=note):
+                self._record("customer_contacted", f"customer contacted by {channel.value}", note=note)
+                self._verify(Milestone.FIRST_RESPONSE, None, quiet=True)
+            case MilestoneVerified(milestone=milestone, by=by, note=note):
+                self._verify(milestone, by, note=note)
+            case Resolved(summary=summary, by=by):
+                case.phase = Phase.AWAITING_CONFIRMATION
+                case.resolved_at = now
+                case.resolution = summary
+                case.follow_up_sent_at = case.confirmed_at = None
+                case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
+                self._end_pause(now)
+                self._record("resolved", summary, actor=by)
+            case CustomerConfirmed(note=note):
+                case.confirmed_at = now
+                self._record("customer_confirmed", "customer confirmed the fix", actor="customer", note=note)
+            case CustomerRejected(note=note):
+                case.resolved_at = None
+                case.resolution = None
+                self._record("customer_rejected", "customer says it is not fixed", actor="customer", note=note)
+                self._begin_engagement(now, note or "")
+            case ChangePriority(priority=priority, reason=reason):
+                self._reprioritise(priority, reason)
+            case WaitingOnCustomer(note=note):
+                case.paused = True
+                case.pauses.append(Pause(started_at=now, note=note))
+                self._record("paused", "waiting on the customer; resolution clocks paused", note=note)
+            case CustomerReplied(note=note):
+                self._end_pause(now)
+                self._record("resumed", "customer replied; resolution clocks running", actor="customer", note=note)
+            case AddNote(text=text, by=by):
+                self._record("note", text, actor=by)
+            case Cancel(reason=reason, by=by):
+                self._record("cancelled", reason, actor=by)
+                self._close(CloseReason.CANCELLED, reason)
+        self._clocks_moved = True
+
+    def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None, quiet: bool = False) -> None:
+        ms = self._milestone(milestone)
+        if ms.state in (MilestoneState.MET, MilestoneState.MET_LATE):
+            return
+        now = workflow.now()
+        late = ms.state is MilestoneState.BREACHED or (ms.due_at is not None and now > ms.due_at)
+        ms.state = MilestoneState.MET_LATE if late else MilestoneState.MET
+        ms.verified_at = now
+        ms.verified_by = by
+        self._record("milestone_verified", f"{milestone.value} verified{' late' if late else ''}", actor=by, note=note)
+
+    def _reprioritise(self, priority: Priority, reason: str | None) -> None:
+        """Re-triage: the new priority's clocks, still counted from the original opened_at."""
+        case = self.case
+        old = case.priority
+        case.priority = priority
+        self._clocks = clocks.clocks_for(self.policy, priority, case.ticket.customer.calendar)
+        start = clocks.engagement_start(self.clocks, case.opened_at)
+        if case.phase is Phase.QUEUED:
+            case.queued_until = start
+        elif case.engagement == 1:
+            case.engaged_at = start
+        self._record(
+            "priority_changed", f"{old.value} -> {priority.value}", note=reason, data={"from": old, "to": priority}
+        )
+
+    def _end_pause(self, now: datetime) -> None:
+        if self.case.paused:
+            self.case.paused = False
+            self.case.pauses[-1].ended_at = now
+
+    # Recording: the timeline, the outbox, the search attributes.
+
+    def _record(
+        self, type_: str, detail: str, *, actor: str | None = None, note: str | None = None, data: dict[str, Any] | None = None
+    ) -> TimelineEntry:
+        self._seq += 1
+        extra = dict(data or {})
+        if note:
+            extra["note"] = note
+        entry = TimelineEntry(seq=self._seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra)
+        self.case.timeline.append(entry)
+        self._unrecorded.append(entry)
+        return entry
+
+    def _notify(
+        self, entry: TimelineEntry, kind: str, roles: list[Role], *, channel: str | None = None, **extra: str
+    ) -> None:
+        facts = messages.facts(self.case) | extra
+        for role in roles:
+            for r in messages.recipients(self.case, self.policy, role, channel):
+                self._outbox.append(
+                    Notification(
+                        dedupe_key=f"{self.case.workflow_id}:{entry.seq}:{kind}:{role.value}:{r.channel}",
+                        workflow_id=self.case.workflow_id,
+                        seq=entry.seq,
+                        kind=kind,
+                        channel=r.channel,  # type: ignore[arg-type]
+                        role=role,
+                        recipient=r.address,
+                        facts=facts,
+                    )
+                )
+
+    async def _sync(self) -> None:
+        """Write out what the case did since the last step: timeline and case row, then notifications."""
+        while self._unrecorded or self._outbox:
+            events, self._unrecorded = self._unrecorded, []
+            outbox, self._outbox = self._outbox, []
+            if events:
+                await workflow.execute_activity_method(
+                    CaseStore.record_case,
+                    CaseRecord(
+                        workflow_id=self.case.workflow_id,
+                        seq=self._seq,
+                        status=self.case.model_copy(update={"timeline": []}),
+                        events=events,
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=PATIENT,
+                    summary=f"Record {', '.join(dict.fromkeys(e.type for e in events))}",
+                )
+            if outbox:
+                await workflow.execute_activity_method(
+                    Notifier.send_notifications,
+                    outbox,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=PATIENT,
+                    summary=f"Notify {', '.join(dict.fromkeys(f'{n.role.value} ({n.kind})' for n in outbox))}",
+                )
+        self._publish()
+
+    def _publish(self) -> None:
+        values = search.values_of(self.case)
+        changed = search.updates(self._published, values)
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published = values
+
+    # Small helpers.
+
+    @property
+    def case(self) -> CaseStatus:
+        if self._case is None:
+            raise InvalidCaseInput(self._invalid or "invalid case input")
+        return self._case
+
+    @property
+    def policy(self) -> Policy:
+        assert self._policy is not None, "policy is snapshotted at ingestion"
+        return self._policy
+
+    @property
+    def clocks(self) -> CaseClocks:
+        assert self._clocks is not None, "clocks are set at ingestion"
+        return self._clocks
+
+    def _milestone(self, milestone: Milestone) -> MilestoneStatus:
+        return next(ms for ms in self.case.milestones if ms.name is milestone)
+
+    def _milestone_facts(self, ms: MilestoneStatus) -> dict[str, str]:
+        return {"milestone": ms.name.value, "target": messages.duration(ms.target), "due_at": messages.when(ms.due_at)}
+
+    def _address_of(self, role: Role) -> str:
+        found = messages.recipients(self.case, self.policy, role)
+        return found[0].address if found else role.value
+
+    def _outcome(self) -> CaseOutcome:
+        case = self.case
+        assert case.close_reason is not None and case.closed_at is not None
+        return CaseOutcome(
+            ticket_id=case.ticket.ticket_id,
+            priority=case.priority,
+            close_reason=case.close_reason,
+            closed_at=case.closed_at,
+            opened_at=case.opened_at,
+            resolved_at=case.resolved_at,
+            time_to_resolution=(case.resolved_at - case.opened_at) if case.resolved_at else None,
+            escalations=case.escalations,
+            breached_milestones=[
+                ms.name for ms in case.milestones if ms.state in (MilestoneState.BREACHED, MilestoneState.MET_LATE)
+            ],
+            sla_breached=case.sla_breached,
+        )

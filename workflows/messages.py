@@ -1,0 +1,76 @@
+"""Who hears about what: roles to addresses, and the facts a message template may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from workflows.models import CaseStatus
+from workflows.policy import Policy, Role
+
+
+@dataclass(frozen=True)
+class Recipient:
+    role: Role
+    channel: str
+    address: str
+
+
+def recipients(case: CaseStatus, policy: Policy, role: Role, channel: str | None = None) -> list[Recipient]:
+    """The addresses for `role`; empty when the case has none (no TAM on file, no phone for a call)."""
+    customer = case.ticket.customer
+    roster = policy.roster
+    match role:
+        case Role.CUSTOMER if channel == "call":
+            address = customer.contact_phone
+        case Role.CUSTOMER:
+            address, channel = customer.contact_email, "email"
+        case Role.TAM:
+            address, channel = customer.tam_email, "email"
+        case Role.ASSIGNEE:
+            address, channel = case.assignee, "email"
+        case Role.TECH_LEAD:
+            address, channel = roster.tech_lead, channel or "email"
+        case Role.ENGINEERING_MANAGER:
+            address, channel = roster.engineering_manager, channel or "email"
+        case Role.TEAM:
+            address, channel = roster.team_channel, "chat"
+    if not address or channel is None:
+        return []
+    return [Recipient(role=role, channel=channel, address=address)]
+
+
+def when(instant: datetime | None) -> str:
+    return "-" if instant is None else f"{instant:%Y-%m-%d %H:%M} UTC"
+
+
+def duration(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    if minutes < 1:
+        return f"{int(d.total_seconds())}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes} min"
+
+
+def facts(case: CaseStatus) -> dict[str, str]:
+    """What every template can say about the case."""
+    t = case.ticket
+    first = next(ms for ms in case.milestones if ms.name.value == "first_response") if case.milestones else None
+    return {
+        "ticket_id": t.ticket_id,
+        "subject": t.subject,
+        "priority": case.priority.value,
+        "phase": case.phase.value,
+        "customer_name": t.customer.name,
+        "account_id": t.customer.account_id,
+        "contact_email": str(t.customer.contact_email),
+        "contact_phone": t.customer.contact_phone or "",
+        "assignee": case.assignee or "unassigned",
+        "opened_at": when(case.opened_at),
+        "engaged_at": when(case.engaged_at),
+        "queued_until": when(case.queued_until),
+        "first_response_target": duration(first.target) if first else "-",
+        "confirmation_due_at": when(case.confirmation_due_at),
+        "resolution": case.resolution or "",
+        "close_reason": case.close_reason.value if case.close_reason else "",
+    }

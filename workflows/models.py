@@ -1,0 +1,259 @@
+"""The wire contract: what upstream systems send, what engineers send, what operators read.
+
+Every model is additive-only: new fields get defaults so older callers and histories keep working.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+TASK_QUEUE = "abh-cases"
+WORKFLOW_TYPE = "CaseWorkflow"
+
+
+def case_workflow_id(ticket_id: str) -> str:
+    return f"case-{ticket_id}"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class Phase(StrEnum):
+    TRIAGE = "triage"
+    QUEUED = "queued"
+    ENGAGED = "engaged"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    CLOSED = "closed"
+
+
+class Milestone(StrEnum):
+    FIRST_RESPONSE = "first_response"
+    DATA_VERIFIED = "data_verified"
+    TROUBLESHOOTING = "troubleshooting"
+
+
+class MilestoneState(StrEnum):
+    PENDING = "pending"
+    WARNED = "warned"
+    BREACHED = "breached"
+    MET = "met"
+    MET_LATE = "met_late"
+
+
+class ContactChannel(StrEnum):
+    CALL = "call"
+    EMAIL = "email"
+    CHAT = "chat"
+    PORTAL = "portal"
+
+
+class CloseReason(StrEnum):
+    CONFIRMED = "confirmed"
+    NO_RESPONSE = "no_response"
+    CANCELLED = "cancelled"
+
+
+class Strict(BaseModel):
+    """Wire models refuse unknown fields so a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+TicketId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(max_length=10_000)]
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Customer(Strict):
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: ShortText
+    contact_email: EmailStr
+    contact_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()./-]{3,32}$")] | None = None
+    tam_email: EmailStr | None = None
+    calendar: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class CaseInput(Strict):
+    """One ticket, as an upstream system opens it."""
+
+    ticket_id: TicketId
+    priority: Priority
+    subject: ShortText
+    description: Note | None = None
+    customer: Customer
+    opened_at: AwareDatetime | None = None
+    assignee: Actor | None = None
+    source: ShortText | None = None
+
+
+# Engineer and customer actions: one model per action, so each can grow on its own.
+
+
+class Assign(Strict):
+    assignee: Actor
+
+
+class CustomerContacted(Strict):
+    channel: ContactChannel
+    note: Note | None = None
+
+
+class MilestoneVerified(Strict):
+    milestone: Milestone
+    note: Note | None = None
+    by: Actor | None = None
+
+
+class Resolved(Strict):
+    summary: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    by: Actor | None = None
+
+
+class CustomerConfirmed(Strict):
+    note: Note | None = None
+
+
+class CustomerRejected(Strict):
+    note: Note | None = None
+
+
+class ChangePriority(Strict):
+    priority: Priority
+    reason: Note | None = None
+
+
+class WaitingOnCustomer(Strict):
+    note: Note | None = None
+
+
+class CustomerReplied(Strict):
+    note: Note | None = None
+
+
+class AddNote(Strict):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    by: Actor | None = None
+
+
+class Cancel(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+    by: Actor | None = None
+
+
+Action = (
+    Assign
+    | CustomerContacted
+    | MilestoneVerified
+    | Resolved
+    | CustomerConfirmed
+    | CustomerRejected
+    | ChangePriority
+    | WaitingOnCustomer
+    | CustomerReplied
+    | AddNote
+    | Cancel
+)
+
+ACTIONS: dict[str, type[Action]] = {
+    "assign": Assign,
+    "customer_contacted": CustomerContacted,
+    "milestone_verified": MilestoneVerified,
+    "resolved": Resolved,
+    "customer_confirmed": CustomerConfirmed,
+    "customer_rejected": CustomerRejected,
+    "change_priority": ChangePriority,
+    "waiting_on_customer": WaitingOnCustomer,
+    "customer_replied": CustomerReplied,
+    "add_note": AddNote,
+    "cancel": Cancel,
+}
+
+
+class TimelineEntry(BaseModel):
+    seq: int
+    at: datetime
+    type: str
+    actor: str | None = None
+    detail: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class MilestoneStatus(BaseModel):
+    name: Milestone
+    target: timedelta
+    due_at: datetime | None = None
+    warn_at: datetime | None = None
+    verified_at: datetime | None = None
+    verified_by: str | None = None
+    state: MilestoneState = MilestoneState.PENDING
+
+
+class Pause(BaseModel):
+    started_at: datetime
+    ended_at: datetime | None = None
+    note: str | None = None
+
+
+class Escalation(BaseModel):
+    level: str
+    engagement: int
+    raised_at: datetime
+    due_at: datetime
+    ticket_key: str
+    notified: list[str] = Field(default_factory=list)
+
+
+class CaseStatus(BaseModel):
+    """The whole case, as the `status` query returns it."""
+
+    workflow_id: str
+    ticket: CaseInput
+    priority: Priority
+    phase: Phase
+    assignee: str | None = None
+    opened_at: datetime
+    engaged_at: datetime | None = None
+    queued_until: datetime | None = None
+    engagement: int = 0
+    paused: bool = False
+    pauses: list[Pause] = Field(default_factory=list)
+    escalation_due_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    follow_up_sent_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    reminder_due_at: datetime | None = None
+    reminder_sent_at: datetime | None = None
+    confirmation_due_at: datetime | None = None
+    milestones: list[MilestoneStatus] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    escalated: bool = False
+    on_standup: bool = False
+    sla_breached: bool = False
+    close_reason: CloseReason | None = None
+    closed_at: datetime | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+class CaseOutcome(BaseModel):
+    """The workflow result: how the case ended."""
+
+    ticket_id: str
+    priority: Priority
+    close_reason: CloseReason
+    closed_at: datetime
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    time_to_resolution: timedelta | None = None
+    escalations: list[Escalation] = Field(default_factory=list)
+    breached_milestones: list[Milestone] = Field(default_factory=list)
+    sla_breached: bool = False

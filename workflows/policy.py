@@ -1,0 +1,122 @@
+"""The support policy: calendars, per-priority clocks and targets, escalation levels, rosters.
+
+A policy is data, read from a TOML file by an activity and snapshotted into the case at ingestion, so a
+running case keeps the rules it started with while new cases pick up a changed file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workflows.calendar import CalendarSpec
+from workflows.models import ContactChannel, Milestone, Priority
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+
+
+class ClockKind(StrEnum):
+    ALWAYS = "24x7"
+    BUSINESS = "business"
+
+
+class Role(StrEnum):
+    """Who a notification is for; the policy's roster turns a role into an address."""
+
+    CUSTOMER = "customer"
+    ASSIGNEE = "assignee"
+    TAM = "tam"
+    TECH_LEAD = "tech_lead"
+    TEAM = "team"
+    ENGINEERING_MANAGER = "engineering_manager"
+
+
+TamMoment = Literal["open", "escalation", "resolution"]
+
+
+class PolicyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PriorityPolicy(PolicyModel):
+    clock: ClockKind
+    contact: list[ContactChannel]
+    targets: dict[Milestone, timedelta]
+    tam_told: list[TamMoment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_milestone_has_a_target(self) -> PriorityPolicy:
+        missing = [m.value for m in Milestone if m not in self.targets]
+        if missing:
+            raise ValueError(f"targets missing for milestones: {', '.join(missing)}")
+        return self
+
+
+class EscalationLevel(PolicyModel):
+    """A level is raised once per engagement when the case is still unresolved `after` engagement."""
+
+    name: str
+    after: timedelta
+    owner: Role = Role.TECH_LEAD
+    notify: list[Role] = Field(default_factory=lambda: [Role.TECH_LEAD, Role.TAM])
+    priorities: list[Priority] = Field(default_factory=lambda: list(Priority))
+
+
+class FollowUpPolicy(PolicyModel):
+    """How long a resolved case waits for the customer's confirmation.
+
+    Counted in business days of the customer's calendar, unless `window` (real time) is given.
+    """
+
+    window_business_days: int = Field(default=5, ge=1)
+    reminder_after_business_days: int = Field(default=3, ge=1)
+    window: timedelta | None = None
+    reminder_after: timedelta | None = None
+
+
+class Roster(PolicyModel):
+    on_call: str = "oncall@support.example"
+    team_queue: str = "support-queue@support.example"
+    tech_lead: str = "tech-lead@support.example"
+    engineering_manager: str = "eng-manager@support.example"
+    team_channel: str = "#support-standup"
+
+
+class Policy(PolicyModel):
+    name: str = "default"
+    default_calendar: str = "business"
+    calendars: dict[str, CalendarSpec]
+    priorities: dict[Priority, PriorityPolicy]
+    escalations: list[EscalationLevel]
+    follow_up: FollowUpPolicy = Field(default_factory=FollowUpPolicy)
+    roster: Roster = Field(default_factory=Roster)
+    warn_at: float = Field(default=0.75, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Policy:
+        if self.default_calendar not in self.calendars:
+            raise ValueError(f"default_calendar {self.default_calendar!r} is not among the calendars")
+        missing = [p.value for p in Priority if p not in self.priorities]
+        if missing:
+            raise ValueError(f"priorities missing: {', '.join(missing)}")
+        return self
+
+    def calendar_spec(self, name: str | None) -> CalendarSpec:
+        return self.calendars[name or self.default_calendar]
+
+    def for_priority(self, priority: Priority) -> PriorityPolicy:
+        return self.priorities[priority]
+
+    def levels_for(self, priority: Priority) -> list[EscalationLevel]:
+        return sorted((lv for lv in self.escalations if priority in lv.priorities), key=lambda lv: lv.after)
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Read and validate a policy file; errors name the bad field."""
+    with Path(path or DEFAULT_POLICY_FILE).open("rb") as f:
+        return Policy.model_validate(tomllib.load(f))

@@ -1,0 +1,98 @@
+"""Which action a case accepts now, and why not: the same answer for signals and updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from workflows.models import (
+    ACTIONS,
+    Action,
+    Assign,
+    CaseStatus,
+    ChangePriority,
+    Milestone,
+    MilestoneState,
+    MilestoneVerified,
+    Phase,
+)
+
+OPEN_PHASES = frozenset({Phase.TRIAGE, Phase.QUEUED, Phase.ENGAGED, Phase.AWAITING_CONFIRMATION})
+
+ALLOWED_PHASES: dict[str, frozenset[Phase]] = {
+    "assign": OPEN_PHASES,
+    "customer_contacted": frozenset({Phase.ENGAGED}),
+    "milestone_verified": frozenset({Phase.ENGAGED}),
+    "resolved": frozenset({Phase.ENGAGED}),
+    "customer_confirmed": frozenset({Phase.AWAITING_CONFIRMATION}),
+    "customer_rejected": frozenset({Phase.AWAITING_CONFIRMATION}),
+    "change_priority": OPEN_PHASES,
+    "waiting_on_customer": frozenset({Phase.ENGAGED}),
+    "customer_replied": frozenset({Phase.ENGAGED}),
+    "add_note": OPEN_PHASES,
+    "cancel": OPEN_PHASES,
+}
+
+
+class Refused(ValueError):
+    """An action the case cannot take now; the message says why and what is allowed."""
+
+
+def field_errors(err: ValidationError) -> str:
+    """'field: message' for each bad field, the way an engineer wants to read it."""
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "payload"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_action(name: str, payload: Any) -> Action:
+    """The payload as the action's model; Refused with field-level messages when it does not fit."""
+    model = ACTIONS.get(name)
+    if model is None:
+        raise Refused(f"unknown action {name!r}; actions are: {', '.join(ACTIONS)}")
+    try:
+        return model.model_validate({} if payload is None else payload)
+    except ValidationError as err:
+        raise Refused(f"invalid {name} payload: {field_errors(err)}") from None
+
+
+def _phase_names(phases: frozenset[Phase]) -> str:
+    if phases == OPEN_PHASES:
+        return "the case is open"
+    return " or ".join(sorted(p.value for p in phases))
+
+
+def check(case: CaseStatus, name: str, action: Action) -> None:
+    """Raise Refused when `case` cannot take `action` now."""
+    ticket = case.ticket.ticket_id
+    allowed = ALLOWED_PHASES[name]
+    if case.phase not in allowed:
+        raise Refused(
+            f"case {ticket} is {case.phase.value}; {name} is accepted only while {_phase_names(allowed)}"
+        )
+    if name == "waiting_on_customer" and case.paused:
+        raise Refused(f"case {ticket} is already waiting on the customer")
+    if name == "customer_replied" and not case.paused:
+        raise Refused(f"case {ticket} is not waiting on the customer; customer_replied resumes a paused case")
+    if isinstance(action, Assign) and action.assignee == case.assignee:
+        raise Refused(f"case {ticket} is already assigned to {action.assignee}")
+    if isinstance(action, ChangePriority) and action.priority == case.priority:
+        raise Refused(f"case {ticket} is already {action.priority.value}")
+    if isinstance(action, MilestoneVerified):
+        _check_milestone(case, action.milestone)
+
+
+def _check_milestone(case: CaseStatus, milestone: Milestone) -> None:
+    ticket = case.ticket.ticket_id
+    for ms in case.milestones:
+        if ms.name is milestone:
+            if ms.state in (MilestoneState.MET, MilestoneState.MET_LATE):
+                raise Refused(f"case {ticket}: milestone {milestone.value} was already verified")
+            return
+        if ms.state not in (MilestoneState.MET, MilestoneState.MET_LATE):
+            raise Refused(
+                f"case {ticket}: milestones are verified in order; verify {ms.name.value} before {milestone.value}"
+            )

@@ -1,0 +1,58 @@
+"""The case's search attributes: what operators filter on in the Web UI and `temporal workflow list`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate
+
+from workflows.models import CaseStatus
+
+CASE_PRIORITY = SearchAttributeKey.for_keyword("CasePriority")
+CASE_PHASE = SearchAttributeKey.for_keyword("CasePhase")
+CASE_CUSTOMER = SearchAttributeKey.for_keyword("CaseCustomer")
+CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
+CASE_ESCALATED = SearchAttributeKey.for_bool("CaseEscalated")
+CASE_SLA_BREACHED = SearchAttributeKey.for_bool("CaseSlaBreached")
+CASE_OPENED_AT = SearchAttributeKey.for_datetime("CaseOpenedAt")
+
+ALL_KEYS = (
+    CASE_PRIORITY,
+    CASE_PHASE,
+    CASE_CUSTOMER,
+    CASE_ASSIGNEE,
+    CASE_ESCALATED,
+    CASE_SLA_BREACHED,
+    CASE_OPENED_AT,
+)
+
+Values = dict[str, str | bool | datetime | None]
+
+
+def values_of(case: CaseStatus) -> Values:
+    return {
+        CASE_PRIORITY.name: case.priority.value,
+        CASE_PHASE.name: case.phase.value,
+        CASE_CUSTOMER.name: case.ticket.customer.account_id,
+        CASE_ASSIGNEE.name: case.assignee,
+        CASE_ESCALATED.name: case.escalated,
+        CASE_SLA_BREACHED.name: case.sla_breached,
+        CASE_OPENED_AT.name: case.opened_at,
+    }
+
+
+def updates(before: Values, after: Values) -> list[SearchAttributeUpdate]:
+    """Only what changed, so history gains an upsert event only when the case really moved."""
+    changed: list[SearchAttributeUpdate] = []
+    for key in ALL_KEYS:
+        value = after[key.name]
+        if before.get(key.name, ...) == value:
+            continue
+        changed.append(key.value_unset() if value is None else key.value_set(value))  # type: ignore[arg-type]
+    return changed
+
+
+def pairs_at_start(case: CaseStatus) -> list[SearchAttributePair]:
+    """The attributes a starter sets so a case is findable from its first second."""
+    values = values_of(case)
+    return [SearchAttributePair(key, values[key.name]) for key in ALL_KEYS if values[key.name] is not None]  # type: ignore[misc]
