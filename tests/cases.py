@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy_source import PolicySource
@@ -59,9 +58,17 @@ class Cases:
         return handle
 
     async def terminate_running(self) -> None:
+        """Let in-flight activities finish first: the time-skipping server stops skipping time for good
+        when an activity of a terminated workflow completes late."""
         for handle in self.handles:
-            with contextlib.suppress(Exception):
-                await handle.terminate("test finished")
+            description = await handle.describe()
+            if description.status is not WorkflowExecutionStatus.RUNNING:
+                continue
+            for _ in range(200):
+                if not (await handle.describe()).raw_description.pending_activities:
+                    break
+                await asyncio.sleep(0.05)
+            await handle.terminate("test finished")
 
 
 @asynccontextmanager
@@ -70,11 +77,11 @@ async def case_worker(
 ) -> AsyncIterator[Cases]:
     source = PolicySource(policy=policy or default_policy())
     cases = Cases(env, task_queue)
-    try:
-        async with build_worker(env.client, pool, task_queue=task_queue, policy=source):
+    async with build_worker(env.client, pool, task_queue=task_queue, policy=source):
+        try:
             yield cases
-    finally:
-        await cases.terminate_running()
+        finally:
+            await cases.terminate_running()
 
 
 async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
@@ -118,5 +125,8 @@ async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool)
         await asyncio.sleep(0.05)
 
 
+ORDER = {"cases": "workflow_id", "case_events": "seq", "escalations": "raised_at", "notifications": "seq, dedupe_key"}
+
+
 async def rows(pool: asyncpg.Pool, table: str, workflow_id: str) -> list[asyncpg.Record]:
-    return await pool.fetch(f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY 1", workflow_id)
+    return await pool.fetch(f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY {ORDER[table]}", workflow_id)
