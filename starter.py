@@ -63,7 +63,9 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     opener = commands.add_parser("open", help="open a case for a ticket")

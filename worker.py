@@ -95,7 +95,9 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--demo", action="store_true", help="also open and drive the demo cases")
     parser.add_argument("--json-logs", action="store_true", default=None, help="JSON logs even on a terminal")
     args = parser.parse_args()

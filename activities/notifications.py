@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Literal
 
 import asyncpg
 import jinja2
@@ -16,11 +15,9 @@ import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from workflows.policy import Role
+from workflows.policy import Channel, Role
 
 log = structlog.get_logger(__name__)
-
-Channel = Literal["email", "call", "page", "chat"]
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("activities", "templates"),

@@ -41,7 +41,9 @@ def demo_tickets(stamp: str) -> dict[str, CaseInput]:
             ticket_id=f"DEMO-{stamp}-1",
             priority=Priority.P1,
             subject="Checkout API down",
-            customer=customer("acme", "Acme Corp", contact_phone="+1 555 0100", tam_email="tam-acme@support.example"),
+            customer=customer(
+                "acme", "Acme Corp", contact_phone="+1 555 0100", tam_email="tam-acme@support.example"
+            ),
             source="monitoring",
         ),
         "queued": CaseInput(
@@ -103,7 +105,9 @@ async def run_demo(client: Client, settings: Settings) -> None:
         except CaseAlreadyExists as exists:
             log.warning("demo case exists", detail=str(exists))
             continue
-        log.info("demo case opened", story=name, link=f"{settings.ui_url}/namespaces/default/workflows/{handle.id}")
+        log.info(
+            "demo case opened", story=name, link=f"{settings.ui_url}/namespaces/default/workflows/{handle.id}"
+        )
     await asyncio.gather(
         _escalated_then_closed(client, tickets["escalated"]),
         _rejected_then_reopened(client, tickets["reopened"]),

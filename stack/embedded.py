@@ -38,8 +38,9 @@ def bundled_binary(name: str) -> str:
     return found
 
 
-async def start_dev_server(data_dir: Path | None, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT,
-                           ui: bool = True) -> WorkflowEnvironment:
+async def start_dev_server(
+    data_dir: Path | None, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT, ui: bool = True
+) -> WorkflowEnvironment:
     """Temporal's dev server with the Web UI and the case search attributes registered."""
     db_file = None
     if data_dir is not None:
@@ -62,7 +63,9 @@ def start_postgres(data_dir: Path) -> str:
     import pgserver  # imported here: only the embedded default needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        str(data_dir), cleanup_mode="stop"
+    )
     url: str = server.get_uri()
     return url
 
@@ -79,7 +82,9 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
     """Connect to what is configured; start the embedded server and database for what is not."""
     async with AsyncExitStack() as exit_stack:
         if settings.embedded_temporal:
-            log.info("starting embedded Temporal dev server", ui=settings.ui_url, data_dir=str(settings.data_dir))
+            log.info(
+                "starting embedded Temporal dev server", ui=settings.ui_url, data_dir=str(settings.data_dir)
+            )
             env = await start_dev_server(settings.data_dir)
             exit_stack.push_async_callback(env.shutdown)
             client = env.client

@@ -111,8 +111,13 @@ async def status_when(
 
 async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool) -> CaseStatus:
     """Status once every timeline entry the case holds has reached PostgreSQL."""
+
     async def stored() -> int:
-        return int(await pool.fetchval("SELECT coalesce(max(seq), 0) FROM case_events WHERE workflow_id = $1", handle.id))
+        return int(
+            await pool.fetchval(
+                "SELECT coalesce(max(seq), 0) FROM case_events WHERE workflow_id = $1", handle.id
+            )
+        )
 
     deadline = asyncio.get_running_loop().time() + 15
     while True:
@@ -125,8 +130,15 @@ async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool)
         await asyncio.sleep(0.05)
 
 
-ORDER = {"cases": "workflow_id", "case_events": "seq", "escalations": "raised_at", "notifications": "seq, dedupe_key"}
+ORDER = {
+    "cases": "workflow_id",
+    "case_events": "seq",
+    "escalations": "raised_at",
+    "notifications": "seq, dedupe_key",
+}
 
 
 async def rows(pool: asyncpg.Pool, table: str, workflow_id: str) -> list[asyncpg.Record]:
-    return await pool.fetch(f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY {ORDER[table]}", workflow_id)
+    return await pool.fetch(
+        f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY {ORDER[table]}", workflow_id
+    )

@@ -23,7 +23,9 @@ async def test_follow_up_then_confirmation_closes_the_case(
         await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
         await signal_action(time_env.client, ticket_id, "customer_contacted", {"channel": "email"})
         await signal_action(time_env.client, ticket_id, "milestone_verified", {"milestone": "data_verified"})
-        await signal_action(time_env.client, ticket_id, "resolved", {"summary": "config fixed", "by": "alice"})
+        await signal_action(
+            time_env.client, ticket_id, "resolved", {"summary": "config fixed", "by": "alice"}
+        )
         waiting = await status_when(handle, lambda s: s.follow_up_sent_at is not None)
         assert waiting.phase is Phase.AWAITING_CONFIRMATION
         await signal_action(time_env.client, ticket_id, "customer_confirmed", {"note": "works now"})

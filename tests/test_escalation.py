@@ -44,7 +44,11 @@ async def test_unresolved_case_gets_exactly_one_tech_lead_ticket_at_60_minutes(
     assert status.on_standup and status.escalated
     case = (await rows(pool, "cases", handle.id))[0]
     assert case["escalated"] and case["on_standup"]
-    told = {(n["role"], n["recipient"]) for n in await rows(pool, "notifications", handle.id) if n["kind"] == "escalation"}
+    told = {
+        (n["role"], n["recipient"])
+        for n in await rows(pool, "notifications", handle.id)
+        if n["kind"] == "escalation"
+    }
     assert told == {
         ("tech_lead", "tech-lead@support.example"),
         ("tam", "tam@support.example"),

@@ -8,8 +8,8 @@ activities at its next step.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,14 +30,14 @@ with workflow.unsafe.imports_passed_through():
         Action,
         AddNote,
         Assign,
+        Cancel,
         CaseInput,
         CaseOutcome,
         CaseStatus,
-        Cancel,
         ChangePriority,
         CloseReason,
-        CustomerContacted,
         CustomerConfirmed,
+        CustomerContacted,
         CustomerRejected,
         CustomerReplied,
         Escalation,
@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         WaitingOnCustomer,
     )
-    from workflows.policy import Policy, Role
+    from workflows.policy import Channel, Policy, Role
 
 # An outage of the database or a sender delays the case; it never fails it.
 PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -74,13 +74,17 @@ class CaseWorkflow:
         except ValidationError as err:
             self._invalid = f"invalid case input: {rules.field_errors(err)}"
             parsed = None
-        self._case = parsed and CaseStatus(
-            workflow_id=workflow.info().workflow_id,
-            ticket=parsed,
-            priority=parsed.priority,
-            phase=Phase.TRIAGE,
-            opened_at=parsed.opened_at or workflow.now(),
-            assignee=parsed.assignee,
+        self._case = (
+            None
+            if parsed is None
+            else CaseStatus(
+                workflow_id=workflow.info().workflow_id,
+                ticket=parsed,
+                priority=parsed.priority,
+                phase=Phase.TRIAGE,
+                opened_at=parsed.opened_at or workflow.now(),
+                assignee=parsed.assignee,
+            )
         )
         self._policy: Policy | None = None
         self._clocks: CaseClocks | None = None
@@ -117,13 +121,18 @@ class CaseWorkflow:
         calendar = case.ticket.customer.calendar
         if calendar is not None and calendar not in self.policy.calendars:
             known = ", ".join(sorted(self.policy.calendars))
-            raise InvalidCaseInput(f"invalid case input: customer.calendar: unknown calendar {calendar!r}; known: {known}")
+            raise InvalidCaseInput(
+                f"invalid case input: customer.calendar: unknown calendar {calendar!r}; known: {known}"
+            )
         self._clocks = clocks.clocks_for(self.policy, case.priority, calendar)
         case.milestones = [
-            MilestoneStatus(name=m, target=self.policy.for_priority(case.priority).targets[m]) for m in Milestone
+            MilestoneStatus(name=m, target=self.policy.for_priority(case.priority).targets[m])
+            for m in Milestone
         ]
         roster = self.policy.roster
-        case.assignee = case.assignee or (roster.on_call if case.priority is Priority.P1 else roster.team_queue)
+        case.assignee = case.assignee or (
+            roster.on_call if case.priority is Priority.P1 else roster.team_queue
+        )
         source = case.ticket.source or "upstream"
         self._record("opened", f"{case.priority.value} case opened by {source}: {case.ticket.subject}")
         self._record("assigned", f"assigned to {case.assignee}", data={"assignee": case.assignee})
@@ -152,8 +161,12 @@ class CaseWorkflow:
         if case.phase is not Phase.AWAITING_CONFIRMATION:
             return
         now = workflow.now()
-        case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(self.policy, self.clocks, now)
-        entry = self._record("follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}")
+        case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(
+            self.policy, self.clocks, now
+        )
+        entry = self._record(
+            "follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}"
+        )
         self._notify(entry, "follow_up", [Role.CUSTOMER])
         await self._sync()
         case.follow_up_sent_at = case.follow_up_sent_at or now
@@ -181,14 +194,12 @@ class CaseWorkflow:
             self._clocks_moved = False
             return
         timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: done() or self._clocks_moved or bool(self._unrecorded or self._outbox),
                 timeout=timeout,
                 timeout_summary=due.summary() if due else None,
             )
-        except asyncio.TimeoutError:
-            pass
         self._clocks_moved = False
 
     async def _fire(self, due: Due) -> None:
@@ -204,10 +215,12 @@ class CaseWorkflow:
             case DueKind.REMINDER:
                 self._remind()
             case DueKind.CONFIRMATION_WINDOW:
-                self._close(CloseReason.NO_RESPONSE, "no answer from the customer within the confirmation window")
+                self._close(
+                    CloseReason.NO_RESPONSE, "no answer from the customer within the confirmation window"
+                )
 
     def _begin_engagement(self, at: datetime, note: str = "") -> None:
-        """Engage the case: the first time, contact the customer; on a reopen, restart the escalation clock."""
+        """Engage: the first time, contact the customer; on a reopen, restart the escalation clock."""
         case = self.case
         case.engagement += 1
         case.phase = Phase.ENGAGED
@@ -215,8 +228,10 @@ class CaseWorkflow:
         case.queued_until = None
         self._clocks_moved = True
         if case.engagement > 1:
-            entry = self._record("engaged", f"engagement {case.engagement}: reopened, escalation clock restarted")
-            self._notify(entry, "case_reopened", [Role.ASSIGNEE, Role.TAM], note=note)
+            entry = self._record(
+                "engaged", f"engagement {case.engagement}: reopened, escalation clock restarted"
+            )
+            self._notify(entry, "case_reopened", [Role.ASSIGNEE, Role.TAM], facts={"note": note})
             return
         entry = self._record("engaged", f"engaged at {messages.when(at)}")
         prio = self.policy.for_priority(case.priority)
@@ -224,20 +239,22 @@ class CaseWorkflow:
             self._notify(entry, "customer_call", [Role.CUSTOMER], channel="call")
         self._notify(entry, "case_opened", [Role.CUSTOMER])
         if "open" in prio.tam_told:
-            self._notify(entry, "tam_update", [Role.TAM], event="case opened")
+            self._notify(entry, "tam_update", [Role.TAM], facts={"event": "case opened"})
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.WARNED
         entry = self._record("milestone_warning", f"{milestone.value} due {messages.when(ms.due_at)}")
-        self._notify(entry, "milestone_warning", [Role.ASSIGNEE], **self._milestone_facts(ms))
+        self._notify(entry, "milestone_warning", [Role.ASSIGNEE], facts=self._milestone_facts(ms))
 
     def _breach(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.BREACHED
         self.case.sla_breached = True
-        entry = self._record("sla_breached", f"{milestone.value} missed its {messages.duration(ms.target)} target")
-        self._notify(entry, "milestone_breach", [Role.ASSIGNEE, Role.TAM], **self._milestone_facts(ms))
+        entry = self._record(
+            "sla_breached", f"{milestone.value} missed its {messages.duration(ms.target)} target"
+        )
+        self._notify(entry, "milestone_breach", [Role.ASSIGNEE, Role.TAM], facts=self._milestone_facts(ms))
 
     async def _escalate(self, due: Due) -> None:
         """Raise the next level once for this engagement: a ticket row, notifications, the standup list."""
@@ -275,7 +292,8 @@ class CaseWorkflow:
         case.escalated = True
         case.on_standup = True
         entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
-        self._notify(entry, "escalation", list(level.notify), level=level.name, after=messages.duration(level.after))
+        facts = {"level": level.name, "after": messages.duration(level.after)}
+        self._notify(entry, "escalation", list(level.notify), facts=facts)
 
     def _remind(self) -> None:
         self.case.reminder_sent_at = workflow.now()
@@ -292,7 +310,7 @@ class CaseWorkflow:
         if reason is not CloseReason.CANCELLED:
             self._notify(entry, "case_closed", [Role.CUSTOMER])
         if "resolution" in self.policy.for_priority(case.priority).tam_told:
-            self._notify(entry, "tam_update", [Role.TAM], event=f"case closed ({reason.value})")
+            self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"case closed ({reason.value})"})
 
     # Actions: the same checks for every signal; a refused one is kept in the timeline.
 
@@ -386,7 +404,9 @@ class CaseWorkflow:
             case CustomerRejected(note=note):
                 case.resolved_at = None
                 case.resolution = None
-                self._record("customer_rejected", "customer says it is not fixed", actor="customer", note=note)
+                self._record(
+                    "customer_rejected", "customer says it is not fixed", actor="customer", note=note
+                )
                 self._begin_engagement(now, note or "")
             case ChangePriority(priority=priority, reason=reason):
                 self._reprioritise(priority, reason)
@@ -396,7 +416,9 @@ class CaseWorkflow:
                 self._record("paused", "waiting on the customer; resolution clocks paused", note=note)
             case CustomerReplied(note=note):
                 self._end_pause(now)
-                self._record("resumed", "customer replied; resolution clocks running", actor="customer", note=note)
+                self._record(
+                    "resumed", "customer replied; resolution clocks running", actor="customer", note=note
+                )
             case AddNote(text=text, by=by):
                 self._record("note", text, actor=by)
             case Cancel(reason=reason, by=by):
@@ -404,7 +426,9 @@ class CaseWorkflow:
                 self._close(CloseReason.CANCELLED, reason)
         self._clocks_moved = True
 
-    def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None, quiet: bool = False) -> None:
+    def _verify(
+        self, milestone: Milestone, by: str | None, *, note: str | None = None, quiet: bool = False
+    ) -> None:
         ms = self._milestone(milestone)
         if ms.state in (MilestoneState.MET, MilestoneState.MET_LATE):
             return
@@ -413,7 +437,9 @@ class CaseWorkflow:
         ms.state = MilestoneState.MET_LATE if late else MilestoneState.MET
         ms.verified_at = now
         ms.verified_by = by
-        self._record("milestone_verified", f"{milestone.value} verified{' late' if late else ''}", actor=by, note=note)
+        self._record(
+            "milestone_verified", f"{milestone.value} verified{' late' if late else ''}", actor=by, note=note
+        )
 
     def _reprioritise(self, priority: Priority, reason: str | None) -> None:
         """Re-triage: the new priority's clocks, still counted from the original opened_at."""
@@ -427,7 +453,10 @@ class CaseWorkflow:
         elif case.engagement == 1:
             case.engaged_at = start
         self._record(
-            "priority_changed", f"{old.value} -> {priority.value}", note=reason, data={"from": old, "to": priority}
+            "priority_changed",
+            f"{old.value} -> {priority.value}",
+            note=reason,
+            data={"from": old, "to": priority},
         )
 
     def _end_pause(self, now: datetime) -> None:
@@ -438,21 +467,35 @@ class CaseWorkflow:
     # Recording: the timeline, the outbox, the search attributes.
 
     def _record(
-        self, type_: str, detail: str, *, actor: str | None = None, note: str | None = None, data: dict[str, Any] | None = None
+        self,
+        type_: str,
+        detail: str,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> TimelineEntry:
         self._seq += 1
         extra = dict(data or {})
         if note:
             extra["note"] = note
-        entry = TimelineEntry(seq=self._seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra)
+        entry = TimelineEntry(
+            seq=self._seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra
+        )
         self.case.timeline.append(entry)
         self._unrecorded.append(entry)
         return entry
 
     def _notify(
-        self, entry: TimelineEntry, kind: str, roles: list[Role], *, channel: str | None = None, **extra: str
+        self,
+        entry: TimelineEntry,
+        kind: str,
+        roles: list[Role],
+        *,
+        channel: Channel | None = None,
+        facts: Mapping[str, str] | None = None,
     ) -> None:
-        facts = messages.facts(self.case) | extra
+        everything = messages.facts(self.case) | dict(facts or {})
         for role in roles:
             for r in messages.recipients(self.case, self.policy, role, channel):
                 self._outbox.append(
@@ -461,10 +504,10 @@ class CaseWorkflow:
                         workflow_id=self.case.workflow_id,
                         seq=entry.seq,
                         kind=kind,
-                        channel=r.channel,  # type: ignore[arg-type]
+                        channel=r.channel,
                         role=role,
                         recipient=r.address,
-                        facts=facts,
+                        facts=everything,
                     )
                 )
 
@@ -492,7 +535,8 @@ class CaseWorkflow:
                     outbox,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=PATIENT,
-                    summary=f"Notify {', '.join(dict.fromkeys(f'{n.role.value} ({n.kind})' for n in outbox))}",
+                    summary="Notify "
+                    + ", ".join(dict.fromkeys(f"{n.role.value} ({n.kind})" for n in outbox)),
                 )
         self._publish()
 
@@ -525,7 +569,11 @@ class CaseWorkflow:
         return next(ms for ms in self.case.milestones if ms.name is milestone)
 
     def _milestone_facts(self, ms: MilestoneStatus) -> dict[str, str]:
-        return {"milestone": ms.name.value, "target": messages.duration(ms.target), "due_at": messages.when(ms.due_at)}
+        return {
+            "milestone": ms.name.value,
+            "target": messages.duration(ms.target),
+            "due_at": messages.when(ms.due_at),
+        }
 
     def _address_of(self, role: Role) -> str:
         found = messages.recipients(self.case, self.policy, role)
@@ -544,7 +592,9 @@ class CaseWorkflow:
             time_to_resolution=(case.resolved_at - case.opened_at) if case.resolved_at else None,
             escalations=case.escalations,
             breached_milestones=[
-                ms.name for ms in case.milestones if ms.state in (MilestoneState.BREACHED, MilestoneState.MET_LATE)
+                ms.name
+                for ms in case.milestones
+                if ms.state in (MilestoneState.BREACHED, MilestoneState.MET_LATE)
             ],
             sla_breached=case.sla_breached,
         )

@@ -85,9 +85,15 @@ def refresh_due_instants(case: CaseStatus, policy: Policy, clocks: CaseClocks, n
     for ms in case.milestones:
         target = prio.targets[ms.name]
         ms.target = target
-        paused = timedelta(0) if ms.name in PAUSE_EXEMPT else paused_since(case, clocks.priority, case.opened_at, now)
+        paused = (
+            timedelta(0)
+            if ms.name in PAUSE_EXEMPT
+            else paused_since(case, clocks.priority, case.opened_at, now)
+        )
         suspended = case.paused and ms.name not in PAUSE_EXEMPT
-        ms.warn_at = None if suspended else clocks.priority.add(case.opened_at, target * policy.warn_at + paused)
+        ms.warn_at = (
+            None if suspended else clocks.priority.add(case.opened_at, target * policy.warn_at + paused)
+        )
         ms.due_at = None if suspended else clocks.priority.add(case.opened_at, target + paused)
     case.escalation_due_at = None
     if case.engaged_at is not None and case.phase is Phase.ENGAGED and not case.paused:

@@ -6,17 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from workflows.models import CaseStatus
-from workflows.policy import Policy, Role
+from workflows.policy import Channel, Policy, Role
 
 
 @dataclass(frozen=True)
 class Recipient:
     role: Role
-    channel: str
+    channel: Channel
     address: str
 
 
-def recipients(case: CaseStatus, policy: Policy, role: Role, channel: str | None = None) -> list[Recipient]:
+def recipients(
+    case: CaseStatus, policy: Policy, role: Role, channel: Channel | None = None
+) -> list[Recipient]:
     """The addresses for `role`; empty when the case has none (no TAM on file, no phone for a call)."""
     customer = case.ticket.customer
     roster = policy.roster
@@ -55,7 +57,9 @@ def duration(d: timedelta) -> str:
 def facts(case: CaseStatus) -> dict[str, str]:
     """What every template can say about the case."""
     t = case.ticket
-    first = next(ms for ms in case.milestones if ms.name.value == "first_response") if case.milestones else None
+    first = (
+        next(ms for ms in case.milestones if ms.name.value == "first_response") if case.milestones else None
+    )
     return {
         "ticket_id": t.ticket_id,
         "subject": t.subject,

@@ -37,6 +37,7 @@ class Role(StrEnum):
 
 
 TamMoment = Literal["open", "escalation", "resolution"]
+Channel = Literal["email", "call", "page", "chat"]
 
 
 class PolicyModel(BaseModel):

@@ -94,5 +94,6 @@ def _check_milestone(case: CaseStatus, milestone: Milestone) -> None:
             return
         if ms.state not in (MilestoneState.MET, MilestoneState.MET_LATE):
             raise Refused(
-                f"case {ticket}: milestones are verified in order; verify {ms.name.value} before {milestone.value}"
+                f"case {ticket}: milestones are verified in order; "
+                f"verify {ms.name.value} before {milestone.value}"
             )

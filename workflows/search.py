@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate
 
@@ -41,9 +42,9 @@ def values_of(case: CaseStatus) -> Values:
     }
 
 
-def updates(before: Values, after: Values) -> list[SearchAttributeUpdate]:
+def updates(before: Values, after: Values) -> list[SearchAttributeUpdate[Any]]:
     """Only what changed, so history gains an upsert event only when the case really moved."""
-    changed: list[SearchAttributeUpdate] = []
+    changed: list[SearchAttributeUpdate[Any]] = []
     for key in ALL_KEYS:
         value = after[key.name]
         if before.get(key.name, ...) == value:
@@ -52,7 +53,7 @@ def updates(before: Values, after: Values) -> list[SearchAttributeUpdate]:
     return changed
 
 
-def pairs_at_start(case: CaseStatus) -> list[SearchAttributePair]:
+def pairs_at_start(case: CaseStatus) -> list[SearchAttributePair[Any]]:
     """The attributes a starter sets so a case is findable from its first second."""
     values = values_of(case)
-    return [SearchAttributePair(key, values[key.name]) for key in ALL_KEYS if values[key.name] is not None]  # type: ignore[misc]
+    return [SearchAttributePair(key, values[key.name]) for key in ALL_KEYS if values[key.name] is not None]

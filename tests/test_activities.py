@@ -1,0 +1,150 @@
+"""Activities against a real PostgreSQL: every write is idempotent on the workflow id and sequence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.case_store import CaseRecord, CaseStore, TechLeadTicket
+from activities.notifications import Message, Notification, Notifier
+from tests.cases import ticket
+from workflows.models import CaseStatus, Phase, Priority, TimelineEntry
+from workflows.policy import Role
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def record(ticket_id: str, seq: int, phase: Phase = Phase.ENGAGED) -> CaseRecord:
+    t = ticket(ticket_id, "P2")
+    status = CaseStatus(
+        workflow_id=f"case-{ticket_id}", ticket=t, priority=Priority.P2, phase=phase, opened_at=NOW
+    )
+    events = [TimelineEntry(seq=n, at=NOW, type="note", detail=f"event {n}") for n in range(1, seq + 1)]
+    return CaseRecord(workflow_id=status.workflow_id, seq=seq, status=status, events=events)
+
+
+async def fetch_one(pool: asyncpg.Pool, sql: str, *args: object) -> asyncpg.Record:
+    row = await pool.fetchrow(sql, *args)
+    assert row is not None
+    return row
+
+
+async def count(pool: asyncpg.Pool, table: str, workflow_id: str) -> int:
+    return int(await pool.fetchval(f"SELECT count(*) FROM {table} WHERE workflow_id = $1", workflow_id))
+
+
+async def test_recording_a_case_twice_leaves_one_row_per_event(pool: asyncpg.Pool, ticket_id: str) -> None:
+    store, env = CaseStore(pool), ActivityEnvironment()
+    rec = record(ticket_id, 3)
+    assert await env.run(store.record_case, rec) == 3
+    assert await env.run(store.record_case, rec) == 0
+    assert await count(pool, "cases", rec.workflow_id) == 1
+    assert await count(pool, "case_events", rec.workflow_id) == 3
+
+
+async def test_a_late_retry_never_rolls_the_case_back(pool: asyncpg.Pool, ticket_id: str) -> None:
+    store, env = CaseStore(pool), ActivityEnvironment()
+    await env.run(store.record_case, record(ticket_id, 5, Phase.AWAITING_CONFIRMATION))
+    await env.run(store.record_case, record(ticket_id, 2, Phase.ENGAGED))
+    row = await fetch_one(
+        pool, "SELECT phase, last_seq FROM cases WHERE workflow_id = $1", f"case-{ticket_id}"
+    )
+    assert (row["phase"], row["last_seq"]) == ("awaiting_confirmation", 5)
+
+
+async def test_opening_a_tech_lead_ticket_twice_leaves_one(pool: asyncpg.Pool, ticket_id: str) -> None:
+    store, env = CaseStore(pool), ActivityEnvironment()
+    rec = record(ticket_id, 1)
+    await env.run(store.record_case, rec)
+    tl = TechLeadTicket(
+        ticket_key=f"{rec.workflow_id}:1:tech_lead",
+        workflow_id=rec.workflow_id,
+        engagement=1,
+        level="tech_lead",
+        priority=Priority.P2,
+        assignee="tech-lead@support.example",
+        reason="unresolved 60 min after engagement 1",
+        raised_at=NOW,
+    )
+    assert await env.run(store.open_tech_lead_ticket, tl) is True
+    assert await env.run(store.open_tech_lead_ticket, tl) is False
+    assert await count(pool, "escalations", rec.workflow_id) == 1
+
+
+def notification(workflow_id: str, seq: int) -> Notification:
+    return Notification(
+        dedupe_key=f"{workflow_id}:{seq}:case_closed:customer:email",
+        workflow_id=workflow_id,
+        seq=seq,
+        kind="case_closed",
+        channel="email",
+        role=Role.CUSTOMER,
+        recipient="ops@acme.example",
+        facts={
+            "ticket_id": "T-1",
+            "subject": "Checkout",
+            "customer_name": "Acme",
+            "close_reason": "confirmed",
+        },
+    )
+
+
+async def test_outbox_never_holds_two_rows_for_one_dedupe_key(pool: asyncpg.Pool, ticket_id: str) -> None:
+    delivered: list[Message] = []
+
+    async def sender(message: Message) -> None:
+        delivered.append(message)
+
+    notifier, env = Notifier(pool, sender), ActivityEnvironment()
+    wf = f"case-{ticket_id}"
+    batch = [notification(wf, 7), notification(wf, 7), notification(wf, 8)]
+    assert await env.run(notifier.send_notifications, batch) == 2
+    assert await env.run(notifier.send_notifications, batch) == 0
+    assert await count(pool, "notifications", wf) == 2
+    assert [m.dedupe_key for m in delivered] == [
+        f"{wf}:7:case_closed:customer:email",
+        f"{wf}:8:case_closed:customer:email",
+    ]
+    assert delivered[0].subject == "[T-1] Closed: Checkout"
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(
+            "INSERT INTO notifications (dedupe_key, workflow_id, seq, kind, channel, role, recipient,"
+            " subject, body) SELECT dedupe_key, workflow_id, seq, kind, channel, role, recipient,"
+            " subject, body"
+            " FROM notifications WHERE workflow_id = $1 LIMIT 1",
+            wf,
+        )
+
+
+async def test_a_failed_delivery_is_recorded_and_retried_later(pool: asyncpg.Pool, ticket_id: str) -> None:
+    attempts: list[str] = []
+
+    async def flaky(message: Message) -> None:
+        attempts.append(message.dedupe_key)
+        if len(attempts) == 1:
+            raise ConnectionError("smtp down")
+
+    notifier, env = Notifier(pool, flaky), ActivityEnvironment()
+    wf = f"case-{ticket_id}"
+    with pytest.raises(ConnectionError):
+        await env.run(notifier.send_notifications, [notification(wf, 1)])
+    row = await fetch_one(
+        pool, "SELECT state, attempts, last_error FROM notifications WHERE workflow_id = $1", wf
+    )
+    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, "ConnectionError: smtp down")
+    assert await env.run(notifier.send_notifications, [notification(wf, 1)]) == 1
+    row = await fetch_one(pool, "SELECT state, attempts FROM notifications WHERE workflow_id = $1", wf)
+    assert (row["state"], row["attempts"]) == ("sent", 2)
+
+
+async def test_migrations_are_applied_once(pool: asyncpg.Pool) -> None:
+    from activities.database import migrate
+
+    assert await migrate(pool) == []
+    versions = [
+        r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    ]
+    assert versions == [1]
