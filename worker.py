@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import zoneinfo
 from datetime import timedelta
 
 import asyncpg
@@ -31,6 +32,12 @@ log = structlog.get_logger("worker")
 
 # Deterministic libraries the workflow's models use, loaded once rather than per workflow run.
 PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types")
+
+
+def pin_zone_rules() -> None:
+    """Read time zones from the pinned tzdata package, not the host's files, so every worker computes
+    the same due instants and replays agree across machines."""
+    zoneinfo.reset_tzpath(to=[])
 
 
 def build_worker(
@@ -101,6 +108,7 @@ def main() -> None:
     parser.add_argument("--demo", action="store_true", help="also open and drive the demo cases")
     parser.add_argument("--json-logs", action="store_true", default=None, help="JSON logs even on a terminal")
     args = parser.parse_args()
+    pin_zone_rules()
     logs.configure(json=args.json_logs)
     asyncio.run(serve(Settings.from_env(), demo=args.demo))
 

@@ -15,6 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.database import connect, migrate
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
+from worker import pin_zone_rules
+
+pin_zone_rules()
 
 
 @pytest.fixture(scope="session")

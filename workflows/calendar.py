@@ -48,6 +48,7 @@ _CACHE_LIMIT = 4096
 _HHMM = re.compile(r"(\d{2}):(\d{2})")
 _WINDOW = re.compile(r"(\d{2}:\d{2})-(\d{2}:\d{2})")
 _MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
+_ZONES: dict[str, ZoneInfo] = {}
 
 
 def parse_time(text: str, *, allow_24: bool = False) -> int:
@@ -139,8 +140,8 @@ class CalendarSpec(BaseModel):
         if value == "localtime":
             raise ValueError("give an IANA zone name such as 'Europe/London', not the host's 'localtime'")
         try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+            _load_zone(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'UTC', 'America/New_York')") from None
         return value
 
@@ -190,6 +191,18 @@ def _month_day(year: int, text: str) -> date:
 def default_calendar_spec() -> CalendarSpec:
     """The spec's default: Monday to Friday 09:00-17:00 UTC, no holidays."""
     return CalendarSpec(timezone="UTC", hours={day: ["09:00-17:00"] for day in DAY_KEYS[:5]})
+
+
+def _load_zone(key: str) -> ZoneInfo:
+    """The zone's rules as a plain ZoneInfo, also inside Temporal's workflow sandbox.
+
+    There `ZoneInfo(key)` returns a proxy (guarding `clear_cache` and friends) that the C datetime code
+    refuses as a tzinfo; `ZoneInfo.no_cache` is not proxied. Loaded zones are kept, as ZoneInfo does.
+    """
+    zone = _ZONES.get(key)
+    if zone is None:
+        zone = _ZONES[key] = ZoneInfo.no_cache(key)
+    return zone
 
 
 def _utc(t: datetime, what: str = "t") -> datetime:
@@ -265,7 +278,7 @@ class BusinessCalendar:
     def __init__(self, spec: CalendarSpec, *, name: str = "business") -> None:
         self._spec = spec
         self._name = name
-        self._zone = ZoneInfo(spec.timezone)
+        self._zone = _load_zone(spec.timezone)
         weekly: list[list[tuple[int, int]]] = [[] for _ in DAY_KEYS]
         for key, windows in spec.hours.items():
             weekly[DAY_KEYS.index(key)] = sorted(parse_window(w) for w in windows)
@@ -333,9 +346,10 @@ class BusinessCalendar:
         return _merged(self._clipped(a, b))
 
     def closed_days(self, a: datetime, b: datetime) -> list[tuple[date, str]]:
-        """Local dates touching [a, b) that lose hours, with why: "holiday", "weekend" or "closure".
+        """Local dates touching [a, b) that are not ordinary working days, for "explain this due date".
 
-        "weekend" is any weekday without weekly windows; a holiday is reported even on such a day.
+        The reason is "holiday", "weekend" (a weekday without weekly windows) or "closure" (part of the
+        day closed); a holiday wins over "weekend".
         """
         ua, ub = _utc(a, "a"), _utc(b, "b")
         if ub <= ua:
@@ -438,7 +452,7 @@ class BusinessCalendar:
                 lo = mid
             else:
                 hi = mid
-        return before
+        return before + timedelta(seconds=hi)
 
 
 class AlwaysOpen:

@@ -136,19 +136,15 @@ def next_due(case: CaseStatus, policy: Policy) -> Due | None:
 def add_business_days(calendar: BusinessCalendar, start: datetime, days: int) -> datetime:
     """The same local time of day on the `days`-th business day after `start`'s day.
 
-    A business day is a local date on which the calendar has any open time. The result is moved to the
-    next opening if it falls in closed time, so a reminder is never due at night.
+    Moved to the next opening if that instant is closed, so a reminder is never due at night.
     """
-    tz = calendar.zone
-    local = start.astimezone(tz)
-    counted = 0
-    day = local
+    local = start.astimezone(calendar.zone)
+    day, counted = local.date(), 0
     while counted < days:
-        day = day + timedelta(days=1)
-        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        if calendar.between(midnight, midnight + timedelta(days=1)) > timedelta(0):
-            counted += 1
-    return calendar.next_open(day)
+        day += timedelta(days=1)
+        counted += calendar.is_business_day(day)
+    same_time = datetime.combine(day, local.timetz().replace(tzinfo=None), tzinfo=calendar.zone)
+    return calendar.next_open(same_time)
 
 
 def follow_up_deadlines(policy: Policy, clocks: CaseClocks, sent_at: datetime) -> tuple[datetime, datetime]:
