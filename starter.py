@@ -4,7 +4,7 @@
       --account-id acme --customer-name "Acme Corp" --contact-email ops@acme.example
   python starter.py open --json ticket.json
   python starter.py milestone_verified T-7 --milestone data_verified --by alice
-  python starter.py status T-7
+  python starter.py status T-7 --explain
 
 Every action of the wire contract is a command of the same name, its fields are options.
 Bad input is refused here, naming each bad field, before anything reaches Temporal.
@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from stack import logs
+from stack import logs, render
 from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action
 from stack.client import connect
 from stack.settings import Settings
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="print the case as the `status` query returns it")
     status.add_argument("ticket_id")
+    status.add_argument("--explain", action="store_true", help="how each due instant was reached")
 
     for action, model in ACTIONS.items():
         sub = commands.add_parser(action, help=f"send the {action} action")
@@ -105,7 +106,7 @@ async def run(args: argparse.Namespace) -> int:
     client = await connect(settings)
     if args.command == "status":
         status = await case_status(client, args.ticket_id)
-        print(status.model_dump_json(indent=2))
+        print(render.explain(status) if args.explain else status.model_dump_json(indent=2))
         return 0
 
     model = ACTIONS[args.command]

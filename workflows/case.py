@@ -181,7 +181,7 @@ class CaseWorkflow:
         while self.case.phase is phase and not until():
             now = workflow.now()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
-            due = clocks.next_due(self.case, self.policy)
+            due = clocks.next_due(self.case, self.policy, self.clocks)
             if due is not None and due.at <= now:
                 await self._fire(due)
                 continue
@@ -212,6 +212,8 @@ class CaseWorkflow:
                 self._breach(Milestone(due.subject))
             case DueKind.ESCALATE:
                 await self._escalate(due)
+            case DueKind.PAUSE_REMINDER:
+                self._remind_paused()
             case DueKind.REMINDER:
                 self._remind()
             case DueKind.CONFIRMATION_WINDOW:
@@ -244,6 +246,7 @@ class CaseWorkflow:
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.WARNED
+        ms.warned_at = workflow.now()
         entry = self._record("milestone_warning", f"{milestone.value} due {messages.when(ms.due_at)}")
         self._notify(entry, "milestone_warning", [Role.ASSIGNEE], facts=self._milestone_facts(ms))
 
@@ -294,6 +297,12 @@ class CaseWorkflow:
         entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
         facts = {"level": level.name, "after": messages.duration(level.after)}
         self._notify(entry, "escalation", list(level.notify), facts=facts)
+
+    def _remind_paused(self) -> None:
+        pause = self.case.pauses[-1]
+        pause.reminded_at = workflow.now()
+        entry = self._record("pause_reminder_sent", "customer reminded that we are waiting for them")
+        self._notify(entry, "pause_reminder", [Role.CUSTOMER])
 
     def _remind(self) -> None:
         self.case.reminder_sent_at = workflow.now()

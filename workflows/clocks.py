@@ -12,7 +12,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from workflows.calendar import AlwaysOpen, BusinessCalendar
-from workflows.models import CaseStatus, Milestone, MilestoneState, Phase, Priority
+from workflows.models import (
+    CaseStatus,
+    ClosedDay,
+    DueExplanation,
+    Milestone,
+    MilestoneState,
+    Pause,
+    Phase,
+    Priority,
+)
 from workflows.policy import ClockKind, Policy
 
 Clock = BusinessCalendar | AlwaysOpen
@@ -25,6 +34,7 @@ class DueKind(StrEnum):
     WARN = "warn"
     BREACH = "breach"
     ESCALATE = "escalate"
+    PAUSE_REMINDER = "pause_reminder"
     REMINDER = "reminder"
     CONFIRMATION_WINDOW = "confirmation_window"
 
@@ -43,6 +53,7 @@ class Due:
             DueKind.WARN: f"Warn assignee: {self.subject} at 75%",
             DueKind.BREACH: f"SLA target: {self.subject}",
             DueKind.ESCALATE: f"Escalation: {self.subject}",
+            DueKind.PAUSE_REMINDER: "Remind the customer we are waiting",
             DueKind.REMINDER: "Confirmation reminder",
             DueKind.CONFIRMATION_WINDOW: "Confirmation window ends",
         }[self.kind]
@@ -56,9 +67,15 @@ class CaseClocks:
     priority: Clock
     calendar: BusinessCalendar
 
+    def describe(self) -> str:
+        if isinstance(self.priority, AlwaysOpen):
+            return "24x7"
+        return f"business hours of calendar {self.calendar.name!r} ({self.calendar.timezone})"
+
 
 def clocks_for(policy: Policy, priority: Priority, calendar_name: str | None) -> CaseClocks:
-    calendar = BusinessCalendar(policy.calendar_spec(calendar_name))
+    name = calendar_name or policy.default_calendar
+    calendar = BusinessCalendar(policy.calendar_spec(name), name=name)
     if policy.for_priority(priority).clock is ClockKind.ALWAYS:
         return CaseClocks(priority=AlwaysOpen(), calendar=calendar)
     return CaseClocks(priority=calendar, calendar=calendar)
@@ -69,38 +86,70 @@ def engagement_start(clocks: CaseClocks, opened_at: datetime) -> datetime:
     return clocks.priority.next_open(opened_at)
 
 
-def paused_since(case: CaseStatus, clock: Clock, start: datetime, now: datetime) -> timedelta:
-    """Paused time on `clock` after `start`, counting an open pause up to `now`."""
-    total = timedelta(0)
+def paused_since(
+    case: CaseStatus, clock: Clock, start: datetime, now: datetime
+) -> tuple[timedelta, list[Pause]]:
+    """Paused time on `clock` after `start` (an open pause counts up to `now`), and the pauses counted."""
+    total, counted = timedelta(0), []
     for pause in case.pauses:
         end = pause.ended_at or now
         if end > start:
             total += clock.between(max(pause.started_at, start), end)
-    return total
+            counted.append(pause)
+    return total, counted
+
+
+def due_instant(
+    clocks: CaseClocks,
+    start: datetime,
+    start_label: str,
+    target: timedelta,
+    paused: timedelta,
+    pauses: list[Pause],
+) -> DueExplanation:
+    """`target` of the priority's clock after `start`, plus the paused time, with how it was reached."""
+    due = clocks.priority.add(start, target + paused)
+    return DueExplanation(
+        due_at=due,
+        clock=clocks.describe(),
+        starts_at=start,
+        start=start_label,
+        target=target,
+        paused=paused,
+        pauses=pauses,
+        closed_days=[ClosedDay(day=d, reason=r) for d, r in clocks.priority.closed_days(start, due)],
+    )
 
 
 def refresh_due_instants(case: CaseStatus, policy: Policy, clocks: CaseClocks, now: datetime) -> None:
     """Recompute every due instant shown in `status` from the case's current priority and pauses."""
     prio = policy.for_priority(case.priority)
+    resolution_pause = paused_since(case, clocks.priority, case.opened_at, now)
     for ms in case.milestones:
-        target = prio.targets[ms.name]
-        ms.target = target
-        paused = (
-            timedelta(0)
-            if ms.name in PAUSE_EXEMPT
-            else paused_since(case, clocks.priority, case.opened_at, now)
-        )
-        suspended = case.paused and ms.name not in PAUSE_EXEMPT
-        ms.warn_at = (
-            None if suspended else clocks.priority.add(case.opened_at, target * policy.warn_at + paused)
-        )
-        ms.due_at = None if suspended else clocks.priority.add(case.opened_at, target + paused)
-    case.escalation_due_at = None
+        ms.target = prio.targets[ms.name]
+        exempt = ms.name in PAUSE_EXEMPT
+        if case.paused and not exempt:
+            ms.warn_at = ms.due_at = ms.explanation = None
+            continue
+        paused, pauses = (timedelta(0), []) if exempt else resolution_pause
+        ms.explanation = due_instant(clocks, case.opened_at, "opened_at", ms.target, paused, pauses)
+        ms.due_at = ms.explanation.due_at
+        ms.warn_at = clocks.priority.add(case.opened_at, ms.target * policy.warn_at + paused)
+    case.escalation_due_at = case.escalation_explanation = None
     if case.engaged_at is not None and case.phase is Phase.ENGAGED and not case.paused:
         level = next_escalation_level(case, policy)
         if level is not None:
-            paused = paused_since(case, clocks.priority, case.engaged_at, now)
-            case.escalation_due_at = clocks.priority.add(case.engaged_at, level[1] + paused)
+            paused, pauses = paused_since(case, clocks.priority, case.engaged_at, now)
+            label = "engagement" if case.engagement <= 1 else f"engagement {case.engagement} (reopened)"
+            case.escalation_explanation = due_instant(
+                clocks, case.engaged_at, label, level[1], paused, pauses
+            )
+            case.escalation_due_at = case.escalation_explanation.due_at
+    if case.paused and case.pauses and case.pauses[-1].reminder_due_at is None:
+        pause = case.pauses[-1]
+        pause.reminder_due_at = add_business_days(
+            clocks.calendar, pause.started_at, policy.pause_reminder_business_days
+        )
 
 
 def next_escalation_level(case: CaseStatus, policy: Policy) -> tuple[str, timedelta] | None:
@@ -111,20 +160,26 @@ def next_escalation_level(case: CaseStatus, policy: Policy) -> tuple[str, timede
     return None
 
 
-def next_due(case: CaseStatus, policy: Policy) -> Due | None:
-    """The earliest pending clock event for the case's phase, from the instants `refresh` computed."""
+def next_due(case: CaseStatus, policy: Policy, clocks: CaseClocks) -> Due | None:
+    """The earliest pending clock event for the case's phase, from the instants `refresh` computed.
+
+    A warning that falls due while a business-time priority is closed waits for the next opening.
+    """
     candidates: list[Due] = []
     if case.phase in (Phase.TRIAGE, Phase.QUEUED) and case.queued_until is not None:
         candidates.append(Due(case.queued_until, DueKind.ENGAGE))
     if case.phase is Phase.ENGAGED:
         for ms in case.milestones:
             if ms.state is MilestoneState.PENDING and ms.warn_at is not None:
-                candidates.append(Due(ms.warn_at, DueKind.WARN, ms.name.value))
+                candidates.append(Due(clocks.priority.next_open(ms.warn_at), DueKind.WARN, ms.name.value))
             if ms.state in (MilestoneState.PENDING, MilestoneState.WARNED) and ms.due_at is not None:
                 candidates.append(Due(ms.due_at, DueKind.BREACH, ms.name.value))
         level = next_escalation_level(case, policy)
         if level is not None and case.escalation_due_at is not None:
             candidates.append(Due(case.escalation_due_at, DueKind.ESCALATE, level[0]))
+        pause = case.pauses[-1] if case.paused and case.pauses else None
+        if pause is not None and pause.reminder_due_at is not None and pause.reminded_at is None:
+            candidates.append(Due(pause.reminder_due_at, DueKind.PAUSE_REMINDER))
     if case.phase is Phase.AWAITING_CONFIRMATION and case.follow_up_sent_at is not None:
         if case.reminder_due_at is not None and case.reminder_sent_at is None:
             candidates.append(Due(case.reminder_due_at, DueKind.REMINDER))

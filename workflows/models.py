@@ -5,7 +5,7 @@ Every model is additive-only: new fields get defaults so older callers and histo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -187,20 +187,42 @@ class TimelineEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class Pause(BaseModel):
+    started_at: datetime
+    ended_at: datetime | None = None
+    note: str | None = None
+    reminder_due_at: datetime | None = None
+    reminded_at: datetime | None = None
+
+
+class ClosedDay(BaseModel):
+    day: date
+    reason: str
+
+
+class DueExplanation(BaseModel):
+    """How a due instant was reached, so an engineer can check it by hand."""
+
+    due_at: datetime
+    clock: str
+    starts_at: datetime
+    start: str
+    target: timedelta
+    paused: timedelta = timedelta(0)
+    pauses: list[Pause] = Field(default_factory=list)
+    closed_days: list[ClosedDay] = Field(default_factory=list)
+
+
 class MilestoneStatus(BaseModel):
     name: Milestone
     target: timedelta
     due_at: datetime | None = None
     warn_at: datetime | None = None
+    warned_at: datetime | None = None
     verified_at: datetime | None = None
     verified_by: str | None = None
     state: MilestoneState = MilestoneState.PENDING
-
-
-class Pause(BaseModel):
-    started_at: datetime
-    ended_at: datetime | None = None
-    note: str | None = None
+    explanation: DueExplanation | None = None
 
 
 class Escalation(BaseModel):
@@ -227,6 +249,7 @@ class CaseStatus(BaseModel):
     paused: bool = False
     pauses: list[Pause] = Field(default_factory=list)
     escalation_due_at: datetime | None = None
+    escalation_explanation: DueExplanation | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
     follow_up_sent_at: datetime | None = None

@@ -97,6 +97,7 @@ class Policy(PolicyModel):
     follow_up: FollowUpPolicy = Field(default_factory=FollowUpPolicy)
     roster: Roster = Field(default_factory=Roster)
     warn_at: float = Field(default=0.75, gt=0, lt=1)
+    pause_reminder_business_days: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
