@@ -92,6 +92,7 @@ class CaseWorkflow:
         self._unrecorded: list[TimelineEntry] = []
         self._outbox: list[Notification] = []
         self._published: search.Values = {}
+        self._next: Due | None = None
         self._clocks_moved = False
 
     # The lifecycle.
@@ -181,7 +182,7 @@ class CaseWorkflow:
         while self.case.phase is phase and not until():
             now = workflow.now()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
-            due = clocks.next_due(self.case, self.policy, self.clocks)
+            due = self._next = clocks.next_due(self.case, self.policy, self.clocks)
             if due is not None and due.at <= now:
                 await self._fire(due)
                 continue
@@ -550,6 +551,8 @@ class CaseWorkflow:
         self._publish()
 
     def _publish(self) -> None:
+        """Keep the Web UI current: the search attributes and the case card in the current details."""
+        workflow.set_current_details(messages.card(self.case, self._next))
         values = search.values_of(self.case)
         changed = search.updates(self._published, values)
         if changed:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workflows.models import CaseStatus
+from workflows.clocks import Due
+from workflows.models import CaseStatus, Phase
 from workflows.policy import Channel, Policy, Role
 
 
@@ -78,3 +79,36 @@ def facts(case: CaseStatus) -> dict[str, str]:
         "resolution": case.resolution or "",
         "close_reason": case.close_reason.value if case.close_reason else "",
     }
+
+
+def card(case: CaseStatus, due: Due | None) -> str:
+    """The case at a glance, as markdown for the Web UI's current details."""
+    t = case.ticket
+    state = "paused (waiting on the customer)" if case.paused else case.phase.value
+    head = [
+        f"**{case.priority.value} · {state}** · assignee **{case.assignee or 'unassigned'}**",
+        f"Customer: {t.customer.name} (`{t.customer.account_id}`) · TAM: {t.customer.tam_email or '-'}",
+        f"Opened {when(case.opened_at)} · engaged {when(case.engaged_at)}",
+    ]
+    if case.queued_until is not None:
+        head.append(f"Queued until {when(case.queued_until)}")
+    if due is not None and case.phase is not Phase.CLOSED:
+        head.append(f"**Next:** {due.summary()}")
+    if case.phase is Phase.AWAITING_CONFIRMATION:
+        head.append(f"Awaiting the customer's confirmation until {when(case.confirmation_due_at)}")
+    if case.close_reason is not None:
+        head.append(f"**Closed** {when(case.closed_at)}: {case.close_reason.value}")
+    table = ["| milestone | target | due | state |", "|---|---|---|---|"]
+    table += [
+        f"| {m.name.value} | {duration(m.target)} | {when(m.due_at)} | {m.state.value} |"
+        for m in case.milestones
+    ]
+    tail = []
+    if case.escalations:
+        raised = ", ".join(
+            f"{e.level} (engagement {e.engagement}, {when(e.raised_at)})" for e in case.escalations
+        )
+        tail.append(f"**Escalations:** {raised}")
+    if case.sla_breached:
+        tail.append("**SLA breached**")
+    return "  \n".join(head) + "\n\n" + "\n".join(table) + ("\n\n" + "  \n".join(tail) if tail else "")
