@@ -23,7 +23,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from stack import logs, render
-from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action
+from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action, update_action
 from stack.client import connect
 from stack.settings import Settings
 from workflows.models import ACTIONS, CaseInput, case_workflow_id
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(action, help=f"send the {action} action")
         sub.add_argument("ticket_id")
         _add_model_options(sub, model)
+        sub.add_argument(
+            "--signal", action="store_true", help="fire-and-forget: send as a signal, not an update"
+        )
     return parser
 
 
@@ -112,11 +115,20 @@ async def run(args: argparse.Namespace) -> int:
     model = ACTIONS[args.command]
     payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
     try:
-        await signal_action(client, args.ticket_id, args.command, payload)
+        if args.signal:
+            await signal_action(client, args.ticket_id, args.command, payload)
+        else:
+            status = await update_action(client, args.ticket_id, args.command, payload)
     except Refused as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return 2
-    print(f"sent {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
+    if args.signal:
+        print(f"signalled {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
+    else:
+        print(
+            f"{args.command} accepted: case {args.ticket_id} is {status.phase.value},"
+            f" assignee {status.assignee}"
+        )
     return 0
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import rules, search
 from workflows.case import CaseWorkflow
@@ -83,6 +84,29 @@ async def signal_action(client: Client, ticket_id: str, action: str, payload: di
     """Fire-and-forget: the payload is checked here first, so a typo never leaves this process."""
     model = rules.parse_action(action, payload)
     await handle_for(client, ticket_id).signal(action, model)
+
+
+async def update_action(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> CaseStatus:
+    """Send an action and wait for the case's answer: the new status, or ActionRefused saying why not."""
+    model = rules.parse_action(action, payload)
+    try:
+        status: CaseStatus = await handle_for(client, ticket_id).execute_update(
+            action, model, result_type=CaseStatus
+        )
+        return status
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise rules.Refused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise rules.Refused(
+                f"ticket {ticket_id} has no case ({case_workflow_id(ticket_id)} not found)"
+            ) from None
+        if err.status is RPCStatusCode.FAILED_PRECONDITION:
+            raise rules.Refused(
+                f"case {case_workflow_id(ticket_id)} is closed; it takes no more actions"
+            ) from None
+        raise
 
 
 async def case_status(client: Client, ticket_id: str) -> CaseStatus:

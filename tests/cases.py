@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy_source import PolicySource
@@ -44,31 +44,14 @@ def default_policy(**changes: Any) -> Policy:
 
 
 class Cases:
-    """Opens cases on a test's own queue and terminates what is still running when the test ends,
-    so a leftover timer never holds up the time-skipping server for the next test."""
+    """Opens cases on a test's own task queue."""
 
     def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
         self.env = env
         self.task_queue = task_queue
-        self.handles: list[WorkflowHandle[CaseWorkflow, Any]] = []
 
     async def open(self, t: CaseInput) -> WorkflowHandle[CaseWorkflow, Any]:
-        handle = await open_case(self.env.client, t, task_queue=self.task_queue)
-        self.handles.append(handle)
-        return handle
-
-    async def terminate_running(self) -> None:
-        """Let in-flight activities finish first: the time-skipping server stops skipping time for good
-        when an activity of a terminated workflow completes late."""
-        for handle in self.handles:
-            description = await handle.describe()
-            if description.status is not WorkflowExecutionStatus.RUNNING:
-                continue
-            for _ in range(200):
-                if not (await handle.describe()).raw_description.pending_activities:
-                    break
-                await asyncio.sleep(0.05)
-            await handle.terminate("test finished")
+        return await open_case(self.env.client, t, task_queue=self.task_queue)
 
 
 @asynccontextmanager
@@ -76,12 +59,8 @@ async def case_worker(
     env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, policy: Policy | None = None
 ) -> AsyncIterator[Cases]:
     source = PolicySource(policy=policy or default_policy())
-    cases = Cases(env, task_queue)
     async with build_worker(env.client, pool, task_queue=task_queue, policy=source):
-        try:
-            yield cases
-        finally:
-            await cases.terminate_running()
+        yield Cases(env, task_queue)
 
 
 async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:

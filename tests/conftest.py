@@ -33,9 +33,10 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server: days of case time pass in a second."""
+    """Temporal's time-skipping test server, one per test (it starts in about 0.1 s): days of case time
+    pass in a second, and no test's leftover timers can hold up another's clock."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),

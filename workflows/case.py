@@ -9,21 +9,22 @@ activities at its next step.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from activities.case_store import CaseRecord, CaseStore, TechLeadTicket
     from activities.notifications import Notification, Notifier
     from activities.policy_source import PolicySource
     from workflows import clocks, messages, rules, search
+    from workflows.actions import CaseActions
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.models import (
         WORKFLOW_TYPE,
@@ -59,55 +60,75 @@ PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=ti
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
+class ActionRefused(ApplicationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="ActionRefused", non_retryable=True)
+
+
 class InvalidCaseInput(ApplicationError):
     def __init__(self, message: str) -> None:
         super().__init__(message, type="InvalidCaseInput", non_retryable=True)
 
 
+class CarriedCase(BaseModel):
+    """Everything a case needs to go on in a new run after continue-as-new."""
+
+    status: CaseStatus
+    policy: Policy
+    seq: int
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
-class CaseWorkflow:
+class CaseWorkflow(CaseActions):
     @workflow.init
-    def __init__(self, ticket: CaseInput | dict[str, Any]) -> None:
+    def __init__(self, ticket: Any, carried: CarriedCase | None = None) -> None:
         self._invalid: str | None = None
-        try:
-            parsed = CaseInput.model_validate(ticket)
-        except ValidationError as err:
-            self._invalid = f"invalid case input: {rules.field_errors(err)}"
-            parsed = None
-        self._case = (
-            None
-            if parsed is None
-            else CaseStatus(
-                workflow_id=workflow.info().workflow_id,
-                ticket=parsed,
-                priority=parsed.priority,
-                phase=Phase.TRIAGE,
-                opened_at=parsed.opened_at or workflow.now(),
-                assignee=parsed.assignee,
-            )
-        )
+        self._case: CaseStatus | None = None
         self._policy: Policy | None = None
         self._clocks: CaseClocks | None = None
         self._seq = 0
+        if carried is not None:
+            self._case, self._policy, self._seq = carried.status, carried.policy, carried.seq
+            calendar = carried.status.ticket.customer.calendar
+            self._clocks = clocks.clocks_for(carried.policy, carried.status.priority, calendar)
+        else:
+            self._case = self._new_case(ticket)
+        self._synced = self._seq
         self._unrecorded: list[TimelineEntry] = []
         self._outbox: list[Notification] = []
         self._published: search.Values = {}
         self._next: Due | None = None
         self._clocks_moved = False
 
+    def _new_case(self, ticket: Any) -> CaseStatus | None:
+        """The case for a new ticket; None, with the reason kept, when the input is invalid."""
+        try:
+            parsed = CaseInput.model_validate(ticket)
+        except ValidationError as err:
+            self._invalid = f"invalid case input: {rules.field_errors(err)}"
+            return None
+        return CaseStatus(
+            workflow_id=workflow.info().workflow_id,
+            ticket=parsed,
+            priority=parsed.priority,
+            phase=Phase.TRIAGE,
+            opened_at=parsed.opened_at or workflow.now(),
+            assignee=parsed.assignee,
+        )
+
     # The lifecycle.
 
     @workflow.run
-    async def run(self, ticket: CaseInput | dict[str, Any]) -> CaseOutcome:
+    async def run(self, ticket: Any, carried: CarriedCase | None = None) -> CaseOutcome:
         if self._invalid:
             raise InvalidCaseInput(self._invalid)
-        await self._ingest()
+        if self._policy is None:
+            await self._ingest()
         await self._triage()
         while self.case.phase is not Phase.CLOSED:
             await self._troubleshoot()
             await self._follow_up()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._sync()
+        await self._drain()
         return self._outcome()
 
     async def _ingest(self) -> None:
@@ -142,15 +163,16 @@ class CaseWorkflow:
     async def _triage(self) -> None:
         """P1 engages at once; P2-P4 at once in business hours, else queued until the next opening."""
         case = self.case
-        start = clocks.engagement_start(self.clocks, case.opened_at)
-        if start > workflow.now():
+        if case.phase is Phase.TRIAGE:
+            start = clocks.engagement_start(self.clocks, case.opened_at)
+            if start <= workflow.now():
+                self._begin_engagement(start)
+                return
             case.phase = Phase.QUEUED
             case.queued_until = start
             entry = self._record("queued", f"outside business hours; queued until {messages.when(start)}")
             self._notify(entry, "case_queued", [Role.CUSTOMER])
-            await self._run_clocks_while(Phase.QUEUED)
-        if case.phase is Phase.TRIAGE:
-            self._begin_engagement(start)
+        await self._run_clocks_while(Phase.QUEUED)
 
     async def _troubleshoot(self) -> None:
         """Milestone warnings and breaches and the escalation ladder, until resolved or cancelled."""
@@ -161,16 +183,17 @@ class CaseWorkflow:
         case = self.case
         if case.phase is not Phase.AWAITING_CONFIRMATION:
             return
-        now = workflow.now()
-        case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(
-            self.policy, self.clocks, now
-        )
-        entry = self._record(
-            "follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}"
-        )
-        self._notify(entry, "follow_up", [Role.CUSTOMER])
-        await self._sync()
-        case.follow_up_sent_at = case.follow_up_sent_at or now
+        if case.follow_up_sent_at is None:
+            now = workflow.now()
+            case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(
+                self.policy, self.clocks, now
+            )
+            entry = self._record(
+                "follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}"
+            )
+            self._notify(entry, "follow_up", [Role.CUSTOMER])
+            await self._sync()
+            case.follow_up_sent_at = now
         await self._run_clocks_while(Phase.AWAITING_CONFIRMATION, until=lambda: case.confirmed_at is not None)
         if case.phase is Phase.AWAITING_CONFIRMATION and case.confirmed_at is not None:
             self._close(CloseReason.CONFIRMED, "customer confirmed the resolution")
@@ -180,6 +203,8 @@ class CaseWorkflow:
     async def _run_clocks_while(self, phase: Phase, until: Callable[[], bool] = lambda: False) -> None:
         """Fire the case's due clocks in order while it stays in `phase`; a changed clock re-arms the wait."""
         while self.case.phase is phase and not until():
+            if self._history_is_long():
+                await self._continue_as_new()
             now = workflow.now()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
             due = self._next = clocks.next_due(self.case, self.policy, self.clocks)
@@ -324,54 +349,6 @@ class CaseWorkflow:
 
     # Actions: the same checks for every signal; a refused one is kept in the timeline.
 
-    @workflow.signal(name="assign")
-    async def assign(self, payload: Any) -> None:
-        await self._act("assign", payload)
-
-    @workflow.signal(name="customer_contacted")
-    async def customer_contacted(self, payload: Any) -> None:
-        await self._act("customer_contacted", payload)
-
-    @workflow.signal(name="milestone_verified")
-    async def milestone_verified(self, payload: Any) -> None:
-        await self._act("milestone_verified", payload)
-
-    @workflow.signal(name="resolved")
-    async def resolved(self, payload: Any) -> None:
-        await self._act("resolved", payload)
-
-    @workflow.signal(name="customer_confirmed")
-    async def customer_confirmed(self, payload: Any = None) -> None:
-        await self._act("customer_confirmed", payload)
-
-    @workflow.signal(name="customer_rejected")
-    async def customer_rejected(self, payload: Any = None) -> None:
-        await self._act("customer_rejected", payload)
-
-    @workflow.signal(name="change_priority")
-    async def change_priority(self, payload: Any) -> None:
-        await self._act("change_priority", payload)
-
-    @workflow.signal(name="waiting_on_customer")
-    async def waiting_on_customer(self, payload: Any = None) -> None:
-        await self._act("waiting_on_customer", payload)
-
-    @workflow.signal(name="customer_replied")
-    async def customer_replied(self, payload: Any = None) -> None:
-        await self._act("customer_replied", payload)
-
-    @workflow.signal(name="add_note")
-    async def add_note(self, payload: Any) -> None:
-        await self._act("add_note", payload)
-
-    @workflow.signal(name="cancel")
-    async def cancel(self, payload: Any) -> None:
-        await self._act("cancel", payload)
-
-    @workflow.signal(dynamic=True)
-    async def unknown_action(self, name: str, args: Sequence[RawValue]) -> None:
-        await self._act(name, None)
-
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
         return self.case
@@ -387,6 +364,22 @@ class CaseWorkflow:
             self._record("rejected", str(refusal), data={"action": name})
             return
         self._apply(action)
+
+    def _check(self, name: str, payload: Any) -> None:
+        """The update validator: refuse to the caller, before anything is written to history."""
+        if self._case is None or self._policy is None:
+            raise ActionRefused("the case is still being opened; try again in a moment")
+        try:
+            rules.check(self.case, name, rules.parse_action(name, payload))
+        except rules.Refused as refusal:
+            raise ActionRefused(str(refusal)) from None
+
+    async def _act_now(self, name: str, payload: Any) -> CaseStatus:
+        """Apply a validated action and answer with the case once its timeline entry is stored."""
+        self._apply(rules.parse_action(name, payload))
+        seq = self._seq
+        await workflow.wait_condition(lambda: self._synced >= seq)
+        return self.case
 
     def _apply(self, action: Action) -> None:
         case = self.case
@@ -539,6 +532,7 @@ class CaseWorkflow:
                     retry_policy=PATIENT,
                     summary=f"Record {', '.join(dict.fromkeys(e.type for e in events))}",
                 )
+                self._synced = events[-1].seq
             if outbox:
                 await workflow.execute_activity_method(
                     Notifier.send_notifications,
@@ -548,7 +542,36 @@ class CaseWorkflow:
                     summary="Notify "
                     + ", ".join(dict.fromkeys(f"{n.role.value} ({n.kind})" for n in outbox)),
                 )
+        del self.case.timeline[: -self.policy.timeline_window]
         self._publish()
+
+    async def _drain(self) -> None:
+        """Before the run ends or continues as new: every handler done and everything written out."""
+        while True:
+            await self._sync()
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() or bool(self._unrecorded or self._outbox)
+            )
+            if workflow.all_handlers_finished() and not (self._unrecorded or self._outbox):
+                return
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self.policy.continue_as_new_after_events
+        )
+
+    async def _continue_as_new(self) -> NoReturn:
+        """Start a fresh history for a long-lived case: its state, clocks and deadlines carry over whole."""
+        await self._drain()
+        workflow.logger.info(
+            "continuing as new", extra={"history_length": workflow.info().get_current_history_length()}
+        )
+        workflow.continue_as_new(
+            args=[self.case.ticket, CarriedCase(status=self.case, policy=self.policy, seq=self._seq)],
+            search_attributes=workflow.info().typed_search_attributes,
+        )
 
     def _publish(self) -> None:
         """Keep the Web UI current: the search attributes and the case card in the current details."""

@@ -98,6 +98,10 @@ class Policy(PolicyModel):
     roster: Roster = Field(default_factory=Roster)
     warn_at: float = Field(default=0.75, gt=0, lt=1)
     pause_reminder_business_days: int = Field(default=2, ge=1)
+    # Long-lived cases start a fresh history past this many events (or when the server suggests it).
+    continue_as_new_after_events: int = Field(default=10_000, ge=100)
+    # How many recent timeline entries a case keeps in its state; the full timeline is in PostgreSQL.
+    timeline_window: int = Field(default=500, ge=10)
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:

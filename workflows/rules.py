@@ -65,13 +65,22 @@ def _phase_names(phases: frozenset[Phase]) -> str:
     return " or ".join(sorted(p.value for p in phases))
 
 
+def allowed_now(case: CaseStatus) -> list[str]:
+    """The actions the case accepts in its current phase and pause state."""
+    names = [name for name, phases in ALLOWED_PHASES.items() if case.phase in phases]
+    skip = "waiting_on_customer" if case.paused else "customer_replied"
+    return [n for n in names if n != skip]
+
+
 def check(case: CaseStatus, name: str, action: Action) -> None:
     """Raise Refused when `case` cannot take `action` now."""
     ticket = case.ticket.ticket_id
     allowed = ALLOWED_PHASES[name]
     if case.phase not in allowed:
+        now = ", ".join(allowed_now(case)) or "nothing, the case is closed"
         raise Refused(
             f"case {ticket} is {case.phase.value}; {name} is accepted only while {_phase_names(allowed)}"
+            f" (allowed now: {now})"
         )
     if name == "waiting_on_customer" and case.paused:
         raise Refused(f"case {ticket} is already waiting on the customer")
