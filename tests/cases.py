@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy_source import PolicySource
@@ -44,14 +44,23 @@ def default_policy(**changes: Any) -> Policy:
 
 
 class Cases:
-    """Opens cases on a test's own task queue."""
+    """Opens cases on a test's own task queue, and can end the ones still running."""
 
     def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
         self.env = env
         self.task_queue = task_queue
+        self.handles: list[WorkflowHandle[CaseWorkflow, Any]] = []
 
     async def open(self, t: CaseInput) -> WorkflowHandle[CaseWorkflow, Any]:
-        return await open_case(self.env.client, t, task_queue=self.task_queue)
+        handle = await open_case(self.env.client, t, task_queue=self.task_queue)
+        self.handles.append(handle)
+        return handle
+
+    async def terminate_running(self) -> None:
+        """Tidy a shared dev server; time-skipping servers are per test and need none of this."""
+        for handle in self.handles:
+            if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
 
 
 @asynccontextmanager
