@@ -98,15 +98,18 @@ async def update_action(client: Client, ticket_id: str, action: str, payload: di
         cause = err.cause
         raise rules.Refused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
     except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise rules.Refused(
-                f"ticket {ticket_id} has no case ({case_workflow_id(ticket_id)} not found)"
-            ) from None
-        if err.status is RPCStatusCode.FAILED_PRECONDITION:
-            raise rules.Refused(
-                f"case {case_workflow_id(ticket_id)} is closed; it takes no more actions"
-            ) from None
-        raise
+        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
+        raise rules.Refused(await _why_not_running(client, ticket_id)) from None
+
+
+async def _why_not_running(client: Client, ticket_id: str) -> str:
+    try:
+        described = await handle_for(client, ticket_id).describe()
+    except RPCError:
+        return f"ticket {ticket_id} has no case ({case_workflow_id(ticket_id)} not found)"
+    state = described.status.name.lower() if described.status else "closed"
+    return f"case {case_workflow_id(ticket_id)} is closed ({state}); it takes no more actions"
 
 
 async def case_status(client: Client, ticket_id: str) -> CaseStatus:

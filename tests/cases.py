@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.policy_source import PolicySource
 from stack.cases import open_case
 from worker import build_worker
+from workflows.calendar import CalendarSpec
 from workflows.case import CaseWorkflow
 from workflows.models import CaseInput, CaseStatus, Customer, Priority
 from workflows.policy import Policy, load_policy
@@ -36,6 +37,14 @@ def ticket(ticket_id: str, priority: str = "P3", **overrides: Any) -> CaseInput:
         "source": "tests",
     }
     return CaseInput(**(fields | overrides))
+
+
+def round_the_clock_policy(**changes: Any) -> Policy:
+    """Default targets, but a calendar that never closes: real-time tests never wait for an opening."""
+    policy = default_policy(**changes)
+    always = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    policy.calendars["business"] = CalendarSpec(timezone="UTC", hours=always)
+    return policy
 
 
 def default_policy(**changes: Any) -> Policy:
@@ -130,3 +139,16 @@ async def rows(pool: asyncpg.Pool, table: str, workflow_id: str) -> list[asyncpg
     return await pool.fetch(
         f"SELECT * FROM {table} WHERE workflow_id = $1 ORDER BY {ORDER[table]}", workflow_id
     )
+
+
+async def quiet(handle: WorkflowHandle[CaseWorkflow, Any], timeout: float = 15) -> None:
+    """Until the case waits on nothing but its timers: no activity or workflow task in flight."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    calm = 0
+    while calm < 2:
+        raw = (await handle.describe()).raw_description
+        busy = bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
+        calm = 0 if busy else calm + 1
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the case never went quiet")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,256 @@
+"""Every action as an update on the dev server: a good one answers with the case, a bad one is refused
+to the caller with the reason and leaves no trace in the case's history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from stack.cases import update_action
+from tests.cases import Cases, case_worker, quiet, round_the_clock_policy, status_when, ticket
+from workflows.case import CaseWorkflow
+from workflows.models import CloseReason, MilestoneState, Phase, Priority
+from workflows.rules import Refused
+
+
+async def history_length(handle: WorkflowHandle[CaseWorkflow, Any]) -> int:
+    return len([e async for e in handle.fetch_history_events()])
+
+
+async def refused(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[CaseWorkflow, Any],
+    ticket_id: str,
+    action: str,
+    payload: Any,
+    message: str,
+) -> None:
+    """The update is refused with `message` and the case's history does not grow."""
+    await quiet(handle)
+    before = await history_length(handle)
+    with pytest.raises(Refused, match=message):
+        await update_action(env.client, ticket_id, action, payload)
+    assert await history_length(handle) == before
+
+
+async def engaged_case(
+    cases: Cases, ticket_id: str, priority: str = "P3"
+) -> WorkflowHandle[CaseWorkflow, Any]:
+    handle = await cases.open(ticket(ticket_id, priority))
+    await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+    return handle
+
+
+@pytest.fixture
+def policy():  # type: ignore[no-untyped-def]
+    return round_the_clock_policy()
+
+
+async def test_assign_add_note_and_change_priority(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, policy: Any
+) -> None:
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id)
+        status = await update_action(
+            dev_env.client, ticket_id, "assign", {"assignee": "alice@support.example"}
+        )
+        assert status.assignee == "alice@support.example"
+        assert status.timeline[-1].type == "assigned"
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "assign",
+            {"assignee": "alice@support.example"},
+            "already assigned to alice@support.example",
+        )
+        await refused(
+            dev_env, handle, ticket_id, "assign", {}, "invalid assign payload: assignee: Field required"
+        )
+        await refused(
+            dev_env, handle, ticket_id, "assign", {"assignee": ""}, "assignee: String should have at least 1"
+        )
+
+        status = await update_action(
+            dev_env.client, ticket_id, "add_note", {"text": "Käse 🧀 logs attached", "by": "bob"}
+        )
+        assert (status.timeline[-1].type, status.timeline[-1].detail) == ("note", "Käse 🧀 logs attached")
+        await refused(dev_env, handle, ticket_id, "add_note", {"by": "bob"}, "text: Field required")
+        await refused(
+            dev_env, handle, ticket_id, "add_note", {"text": "x" * 10_001}, "text: String should have at most"
+        )
+
+        status = await update_action(
+            dev_env.client, ticket_id, "change_priority", {"priority": "P2", "reason": "VIP"}
+        )
+        assert status.priority is Priority.P2
+        await refused(dev_env, handle, ticket_id, "change_priority", {"priority": "P2"}, "is already P2")
+        await refused(
+            dev_env, handle, ticket_id, "change_priority", {"priority": "P5"}, "priority: Input should be"
+        )
+        await cases.terminate_running()
+
+
+async def test_contact_milestones_pause_and_resume(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, policy: Any
+) -> None:
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id)
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "milestone_verified",
+            {"milestone": "data_verified"},
+            "verify first_response before data_verified",
+        )
+        await refused(
+            dev_env, handle, ticket_id, "customer_contacted", {"channel": "fax"}, "channel: Input should be"
+        )
+        await refused(
+            dev_env, handle, ticket_id, "customer_contacted", "call", "invalid customer_contacted payload"
+        )
+
+        status = await update_action(dev_env.client, ticket_id, "customer_contacted", {"channel": "call"})
+        assert status.milestones[0].state is MilestoneState.MET
+        status = await update_action(
+            dev_env.client, ticket_id, "milestone_verified", {"milestone": "data_verified", "by": "a"}
+        )
+        assert status.milestones[1].state is MilestoneState.MET
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "milestone_verified",
+            {"milestone": "data_verified"},
+            "already verified",
+        )
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "milestone_verified",
+            {"milestone": "root_cause"},
+            "milestone: Input should be",
+        )
+
+        await refused(dev_env, handle, ticket_id, "customer_replied", {}, "is not waiting on the customer")
+        status = await update_action(
+            dev_env.client, ticket_id, "waiting_on_customer", {"note": "need a HAR file"}
+        )
+        assert status.paused and status.escalation_due_at is None
+        await refused(
+            dev_env, handle, ticket_id, "waiting_on_customer", {}, "already waiting on the customer"
+        )
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "waiting_on_customer",
+            {"note": 42},
+            "note: Input should be a valid string",
+        )
+        status = await update_action(dev_env.client, ticket_id, "customer_replied", {"note": "attached"})
+        assert not status.paused and status.escalation_due_at is not None
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "customer_replied",
+            {"when": "now"},
+            "when: Extra inputs are not permitted",
+        )
+        await cases.terminate_running()
+
+
+async def test_resolve_reject_confirm(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, policy: Any
+) -> None:
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id)
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "customer_confirmed",
+            {},
+            "is engaged; customer_confirmed is accepted only while awaiting_confirmation",
+        )
+        await refused(
+            dev_env, handle, ticket_id, "customer_rejected", {}, "allowed now: assign, customer_contacted"
+        )
+        await refused(dev_env, handle, ticket_id, "resolved", {}, "summary: Field required")
+        await refused(
+            dev_env, handle, ticket_id, "resolved", {"summary": ""}, "summary: String should have at least 1"
+        )
+
+        status = await update_action(
+            dev_env.client, ticket_id, "resolved", {"summary": "patched", "by": "alice"}
+        )
+        assert status.phase is Phase.AWAITING_CONFIRMATION
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "resolved",
+            {"summary": "again"},
+            "is awaiting_confirmation; resolved is accepted only while engaged",
+        )
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "milestone_verified",
+            {"milestone": "data_verified"},
+            "is awaiting_confirmation; milestone_verified is accepted only while engaged",
+        )
+        await refused(
+            dev_env,
+            handle,
+            ticket_id,
+            "customer_rejected",
+            {"note": "n" * 10_001},
+            "note: String should have",
+        )
+
+        status = await update_action(dev_env.client, ticket_id, "customer_rejected", {"note": "still broken"})
+        assert (status.phase, status.engagement) == (Phase.ENGAGED, 2)
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        await update_action(dev_env.client, ticket_id, "resolved", {"summary": "really patched"})
+        await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+        await refused(dev_env, handle, ticket_id, "customer_confirmed", {"rating": 5}, "rating: Extra inputs")
+        status = await update_action(dev_env.client, ticket_id, "customer_confirmed", {"note": "works"})
+        assert status.phase is Phase.CLOSED and status.close_reason is CloseReason.CONFIRMED
+        outcome = await handle.result()
+        assert outcome.close_reason is CloseReason.CONFIRMED
+        with pytest.raises(Refused, match="is closed \\(completed\\); it takes no more actions"):
+            await update_action(dev_env.client, ticket_id, "add_note", {"text": "late"})
+
+
+async def test_cancel_closes_from_any_phase_without_follow_up(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, policy: Any
+) -> None:
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id)
+        await refused(dev_env, handle, ticket_id, "cancel", {}, "reason: Field required")
+        await refused(
+            dev_env, handle, ticket_id, "cancel", {"reason": "dup", "ticket": "T-1"}, "ticket: Extra inputs"
+        )
+        status = await update_action(
+            dev_env.client, ticket_id, "cancel", {"reason": "duplicate of T-1", "by": "carol"}
+        )
+        assert (status.phase, status.close_reason) == (Phase.CLOSED, CloseReason.CANCELLED)
+        outcome = await handle.result()
+
+    assert outcome.close_reason is CloseReason.CANCELLED
+    types = [e.type for e in status.timeline]
+    assert "follow_up_sent" not in types and types[-2:] == ["cancelled", "closed"]
+    kinds = {
+        r["kind"]
+        for r in await pool.fetch("SELECT kind FROM notifications WHERE workflow_id = $1", handle.id)
+    }
+    assert "follow_up" not in kinds and "case_closed" not in kinds
