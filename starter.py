@@ -17,16 +17,21 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from activities.database import connect as connect_database
+from activities.reporting import parse_since, report_command
 from stack import logs, render
 from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action, update_action
 from stack.client import connect
+from stack.embedded import start_postgres
+from stack.schedules import schedule_standup_command
 from stack.settings import Settings
 from workflows.models import ACTIONS, CaseInput, case_workflow_id
+from workflows.policy import load_policy
 from workflows.rules import Refused, field_errors
 
 log = structlog.get_logger("starter")
@@ -79,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("ticket_id")
     status.add_argument("--explain", action="store_true", help="how each due instant was reached")
 
+    standup = commands.add_parser("schedule-standup", help="create or update the daily standup schedule")
+    standup.add_argument("--at", help="local time in the support calendar's zone (default 09:15)")
+    standup.add_argument("--calendar", help="policy calendar (default: the policy's default calendar)")
+    report = commands.add_parser("report", help="cases, MTTR, intervention, breaches, escalations")
+    report.add_argument("--since", default="30d", help="window of opened cases: 30d, 2w, 12h (default 30d)")
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
+    output.add_argument("--csv", dest="fmt", action="store_const", const="csv")
+
     for action, model in ACTIONS.items():
         sub = commands.add_parser(action, help=f"send the {action} action")
         sub.add_argument("ticket_id")
@@ -106,7 +120,24 @@ async def run(args: argparse.Namespace) -> int:
         print(f"opened {handle.id}: {settings.ui_url}/namespaces/{client.namespace}/workflows/{handle.id}")
         return 0
 
+    if args.command == "report":
+        return await _report(settings, args.since, args.fmt)
+
     client = await connect(settings)
+    if args.command == "schedule-standup":
+        try:
+            text = await schedule_standup_command(
+                client,
+                load_policy(settings.policy_file),
+                settings.task_queue,
+                at=args.at,
+                calendar=args.calendar,
+            )
+        except ValueError as err:
+            print(f"refused: {err}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     if args.command == "status":
         status = await case_status(client, args.ticket_id)
         print(render.explain(status) if args.explain else status.model_dump_json(indent=2))
@@ -129,6 +160,24 @@ async def run(args: argparse.Namespace) -> int:
             f"{args.command} accepted: case {args.ticket_id} is {status.phase.value},"
             f" assignee {status.assignee}"
         )
+    return 0
+
+
+async def _report(settings: Settings, since_text: str, fmt: Literal["table", "json", "csv"]) -> int:
+    """The report reads PostgreSQL only: the configured one, or the embedded one `make run` keeps."""
+    try:
+        since = parse_since(since_text)
+    except ValueError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
+    url = settings.database_url
+    if url is None:
+        url = await asyncio.to_thread(start_postgres, settings.data_dir / "postgres")
+    pool = await connect_database(url, max_size=2)
+    try:
+        print(await report_command(pool, since, fmt), end="")
+    finally:
+        await pool.close()
     return 0
 
 

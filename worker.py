@@ -22,11 +22,14 @@ from activities.case_store import CaseStore
 from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
+from activities.standup import StandupActivities
 from stack import logs
 from stack.embedded import running_stack
+from stack.schedules import ensure_standup_schedule
 from stack.settings import Settings
 from workflows.case import CaseWorkflow
-from workflows.policy import Policy
+from workflows.policy import Policy, load_policy
+from workflows.standup import StandupDigestWorkflow
 
 log = structlog.get_logger("worker")
 
@@ -51,15 +54,17 @@ def build_worker(
     """The worker for one task queue; tests build theirs here too, with their own queue."""
     store = CaseStore(pool)
     notifier = Notifier(pool, sender)
+    standup = StandupActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CaseWorkflow],
+        workflows=[CaseWorkflow, StandupDigestWorkflow],
         activities=[
             policy.current_policy,
             store.record_case,
             store.open_tech_lead_ticket,
             notifier.send_notifications,
+            standup.collect_standup_digest,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=SandboxedWorkflowRunner(
@@ -83,6 +88,10 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 
                 policy = policy or demo_policy()
             source = PolicySource(settings.policy_file, policy)
+            if settings.embedded_temporal:
+                await ensure_standup_schedule(
+                    stack.client, policy or load_policy(settings.policy_file), settings.task_queue
+                )
             worker = build_worker(stack.client, pool, task_queue=settings.task_queue, policy=source)
             async with worker:
                 log.info(

@@ -88,6 +88,8 @@ def standup_schedule(
     now: datetime | None = None,
 ) -> Schedule:
     name = calendar or policy.default_calendar
+    if name not in policy.calendars:
+        raise ValueError(f"unknown calendar {name!r}; the policy has: {', '.join(sorted(policy.calendars))}")
     cal = BusinessCalendar(policy.calendar_spec(name), name=name)
     today = cal.local_date(now or datetime.now(UTC))
     spec = ScheduleSpec(
@@ -169,6 +171,7 @@ async def schedule_standup_command(
 ) -> str:
     """What `starter.py schedule-standup [--at 09:15] [--calendar NAME]` prints."""
     when = parse_at(at) if at else DEFAULT_STANDUP_AT
+    standup_schedule(policy, task_queue, at=when, calendar=calendar)  # refuse a bad calendar up front
     outcome = await ensure_standup_schedule(
         client, policy, task_queue, at=when, calendar=calendar, schedule_id=schedule_id
     )

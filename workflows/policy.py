@@ -86,6 +86,7 @@ class Roster(PolicyModel):
     tech_lead: str = "tech-lead@support.example"
     engineering_manager: str = "eng-manager@support.example"
     team_channel: str = "#support-standup"
+    team_email: str = "support-team@support.example"
 
 
 class Policy(PolicyModel):
