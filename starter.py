@@ -32,7 +32,7 @@ from stack.schedules import schedule_standup_command
 from stack.settings import Settings
 from workflows.models import ACTIONS, CaseInput, case_workflow_id
 from workflows.policy import load_policy
-from workflows.rules import Refused, field_errors
+from workflows.rules import Refused, field_errors, parse_action
 
 log = structlog.get_logger("starter")
 
@@ -123,6 +123,16 @@ async def run(args: argparse.Namespace) -> int:
     if args.command == "report":
         return await _report(settings, args.since, args.fmt)
 
+    payload: dict[str, Any] = {}
+    if args.command in ACTIONS:
+        model = ACTIONS[args.command]
+        payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
+        try:
+            parse_action(args.command, payload)
+        except Refused as refusal:
+            print(f"refused: {refusal}", file=sys.stderr)
+            return 2
+
     client = await connect(settings)
     if args.command == "schedule-standup":
         try:
@@ -143,8 +153,6 @@ async def run(args: argparse.Namespace) -> int:
         print(render.explain(status) if args.explain else status.model_dump_json(indent=2))
         return 0
 
-    model = ACTIONS[args.command]
-    payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
     try:
         if args.signal:
             await signal_action(client, args.ticket_id, args.command, payload)
