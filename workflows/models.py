@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 TASK_QUEUE = "abh-cases"
 WORKFLOW_TYPE = "CaseWorkflow"
@@ -65,6 +65,14 @@ class Strict(BaseModel):
     """Wire models refuse unknown fields so a typo is an error, not a silent no-op."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL text cannot hold NUL, so such text is refused here rather than stuck in a retry."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL (\\x00) characters")
+        return value
 
 
 TicketId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
