@@ -94,9 +94,12 @@ async def test_generated_bad_actions_never_break_a_case(
             sent[n][name] += 1
 
         for n, h in enumerate(handles):
-            await status_when(
-                h, lambda s, n=n: sum(1 for e in s.timeline if e.type == "rejected") >= sum(sent[n].values())
-            )
+            expected = sum(sent[n].values())
+
+            def all_rejected(s: CaseStatus, expected: int = expected) -> bool:
+                return rejected_in(s) >= expected
+
+            await status_when(h, all_rejected)
             status = await settled(h, pool)
             assert status.phase is Phase.ENGAGED
             assert await failed_tasks(h) == 0
