@@ -1,0 +1,73 @@
+"""A case that takes thousands of signals continues as new and still closes with its whole timeline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from stack.cases import update_action
+from tests.cases import case_worker, round_the_clock_policy, settled, status_when, ticket
+from workflows.models import CloseReason, Phase
+
+SIGNALS = 5_000
+
+
+@pytest.mark.timeout(300)
+async def test_five_thousand_signals_continue_as_new_and_close_with_the_full_timeline(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    policy = round_the_clock_policy(continue_as_new_after_events=1_000, timeline_window=200)
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await cases.open(ticket(ticket_id, "P3"))
+        first_run = handle.first_execution_run_id
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        live = dev_env.client.get_workflow_handle(handle.id)
+        for start in range(0, SIGNALS, 100):
+            await asyncio.gather(
+                *(
+                    live.signal("add_note", {"text": f"note {n}", "by": "load"})
+                    for n in range(start, start + 100)
+                )
+            )
+        await notes_stored(pool, handle.id, SIGNALS)
+        await update_action(dev_env.client, ticket_id, "resolved", {"summary": "done"})
+        await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+        await update_action(dev_env.client, ticket_id, "customer_confirmed", {})
+        outcome = await handle.result()
+        status = await settled(handle, pool)
+
+    assert outcome.close_reason is CloseReason.CONFIRMED
+    first_history = [
+        e
+        async for e in dev_env.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history_events()
+    ]
+    assert first_history[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    runs = [w async for w in dev_env.client.list_workflows(f'WorkflowId = "{handle.id}"')]
+    assert len(runs) >= 2
+
+    seqs = [
+        r["seq"]
+        for r in await pool.fetch(
+            "SELECT seq FROM case_events WHERE workflow_id = $1 ORDER BY seq", handle.id
+        )
+    ]
+    assert seqs == list(range(1, len(seqs) + 1))
+    notes = await pool.fetchval(
+        "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'", handle.id
+    )
+    assert notes == SIGNALS
+    assert len(status.timeline) == 200
+    assert [e.seq for e in status.timeline] == seqs[-200:]
+    assert status.timeline[-1].type == "closed"
+
+
+async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout: float = 120) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'"
+    while await pool.fetchval(query, workflow_id) < count:
+        assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
+        await asyncio.sleep(0.2)
