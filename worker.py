@@ -22,6 +22,7 @@ from activities.case_store import CaseStore
 from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
+from activities.sender_config import senders_from_env
 from activities.standup import StandupActivities
 from stack import logs
 from stack.embedded import running_stack
@@ -81,6 +82,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 
     async with running_stack(settings) as stack:
         pool = await connect(stack.database_url)
+        senders = senders_from_env()
         try:
             await migrate(pool)
             if demo:
@@ -92,12 +94,15 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 await ensure_standup_schedule(
                     stack.client, policy or load_policy(settings.policy_file), settings.task_queue
                 )
-            worker = build_worker(stack.client, pool, task_queue=settings.task_queue, policy=source)
+            worker = build_worker(
+                stack.client, pool, task_queue=settings.task_queue, policy=source, sender=senders
+            )
             async with worker:
                 log.info(
                     "worker running",
                     task_queue=settings.task_queue,
                     namespace=stack.client.namespace,
+                    senders=senders.configured(),
                     web_ui=settings.ui_url if settings.embedded_temporal else None,
                 )
                 demo_task = asyncio.create_task(run_demo(stack.client, settings)) if demo else None
@@ -106,6 +111,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 if demo_task:
                     demo_task.cancel()
         finally:
+            await senders.aclose()
             await pool.close()
     log.info("worker stopped")
 

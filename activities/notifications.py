@@ -1,19 +1,28 @@
-"""Notifications: rendered from templates, written to the outbox, then delivered once.
+"""Notifications: rendered from templates, written to the outbox, then delivered at most once.
 
 The outbox row's dedupe key comes from the workflow id and the event sequence number, so a retried
-activity finds the row already there and a delivered row is never delivered again.
+activity finds the row already there. Around each send the row moves `pending -> sending -> sent`
+(or `failed`, or back to `pending` for a retry); a row an earlier attempt left in `sending` is in doubt:
+it is sent again only through a sender that hands the provider the dedupe key as an idempotency key,
+and is otherwise parked as `unknown` for an operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 import jinja2
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from workflows.policy import Channel, Role
 
@@ -23,8 +32,11 @@ _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("activities", "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=False,
-    autoescape=False,
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
 )
+
+# Enough history to explain a stuck row without letting a days-long outage grow it without bound.
+ATTEMPT_LOG_LIMIT = 50
 
 
 class Notification(BaseModel):
@@ -48,6 +60,11 @@ class Message(BaseModel):
     recipient: str
     subject: str
     body: str
+    html: str | None = None
+    kind: str = ""
+    workflow_id: str = ""
+    role: str = ""
+    facts: dict[str, str] = Field(default_factory=dict)
 
 
 def render(kind: str, facts: dict[str, str]) -> tuple[str, str]:
@@ -57,13 +74,48 @@ def render(kind: str, facts: dict[str, str]) -> tuple[str, str]:
     return head.removeprefix("Subject: ").strip(), body.strip() + "\n"
 
 
-Sender = Callable[[Message], Awaitable[None]]
+def render_html(kind: str, facts: dict[str, str], subject: str) -> str | None:
+    """The HTML part of an e-mail, escaped; None for a kind that ships only plain text."""
+    try:
+        template = _templates.get_template(f"{kind}.html")
+    except jinja2.TemplateNotFound:
+        return None
+    return template.render({**facts, "email_subject": subject}).strip() + "\n"
+
+
+class PermanentFailure(Exception):
+    """The provider refused this message for good (e.g. HTTP 400, SMTP 550): retrying cannot help."""
+
+
+class TransientFailure(Exception):
+    """Nothing was delivered this time (HTTP 5xx or 429, a timeout, a refused connection)."""
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryInDoubt(Exception):
+    """The provider may have accepted the message and cannot recognise a second copy (SMTP after DATA)."""
+
+
+Sender = Callable[[Message], Awaitable[str | None]]
+"""Delivers one message; returns the provider's reference when it gives one. Raising anything but the
+failures above counts as transient: the row goes back to `pending` and the activity is retried."""
+
+
+@runtime_checkable
+class ReplaySafe(Protocol):
+    """A sender that can say which channels deduplicate a second copy sent with the same dedupe key."""
+
+    def replay_safe(self, channel: Channel) -> bool: ...
 
 
 async def log_sink(message: Message) -> None:
     """The embedded default: every delivery is a structured log line, no credentials needed."""
     log.info(
         "notification delivered",
+        workflow_id=message.workflow_id,
         channel=message.channel,
         recipient=message.recipient,
         subject=message.subject,
@@ -71,69 +123,205 @@ async def log_sink(message: Message) -> None:
     )
 
 
+def _error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:2000]
+
+
+def _entry(claim: str, outcome: str, **details: Any) -> str:
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return json.dumps({"at": at, "claim": claim, "outcome": outcome, **details})
+
+
+def _append(param: str) -> str:
+    """SQL that appends one JSON entry to the row's attempt log, dropping the oldest past the limit."""
+    return (
+        f"attempt_log = (CASE WHEN jsonb_array_length(attempt_log) >= {ATTEMPT_LOG_LIMIT}"
+        f" THEN attempt_log - 0 ELSE attempt_log END) || jsonb_build_array({param}::jsonb)"
+    )
+
+
+_INSERT = """
+INSERT INTO notifications (dedupe_key, workflow_id, seq, kind, channel, role, recipient, subject, body,
+    html, facts, state, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)
+ON CONFLICT (dedupe_key) DO NOTHING
+"""
+_CLAIM = """
+UPDATE notifications SET state = 'sending', attempts = attempts + 1, claimed_at = now(), claimed_by = $2
+WHERE dedupe_key = $1 AND state = 'pending' RETURNING *
+"""
+_RECLAIM = f"""
+UPDATE notifications SET attempts = attempts + 1, claimed_at = now(), claimed_by = $2, {_append("$4")}
+WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by IS NOT DISTINCT FROM $3 RETURNING *
+"""
+_ABANDON = f"""
+UPDATE notifications SET state = 'unknown', last_error = $3, settled_at = now(), {_append("$4")}
+WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by IS NOT DISTINCT FROM $2
+"""
+_SENT = f"""
+UPDATE notifications SET state = 'sent', sent_at = now(), settled_at = now(), provider_id = $2,
+    {_append("$3")}
+WHERE dedupe_key = $1 AND state IN ('sending', 'unknown')
+"""
+_SETTLE = f"""
+UPDATE notifications SET state = $3, last_error = $4,
+    settled_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END, {_append("$5")}
+WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by = $2
+"""
+
+
 class Notifier:
     """Activities over the outbox table and a sender."""
 
-    def __init__(self, pool: asyncpg.Pool, sender: Sender = log_sink) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, sender: Sender = log_sink, *, heartbeat_every: float = 5.0
+    ) -> None:
         self._pool = pool
         self._send = sender
+        self._heartbeat_every = heartbeat_every
 
     @activity.defn
     async def send_notifications(self, batch: list[Notification]) -> int:
-        """Write each notification to the outbox, then deliver those still pending; returns deliveries."""
+        """Write each notification to the outbox, then deliver those still pending; returns deliveries.
+
+        A permanent failure is recorded and the case goes on; a transient one is recorded, the rest of the
+        batch is still tried, and the activity then raises so Temporal retries with backoff.
+        """
+        info = activity.info()
+        claim = f"{info.activity_id}#{info.attempt}/{uuid.uuid4().hex[:8]}"
+        bound = log.bind(workflow_id=info.workflow_id, attempt=info.attempt)
+        await self._write(batch, bound)
         delivered = 0
-        for n in batch:
-            subject, body = render(n.kind, n.facts)
-            await self._pool.execute(
-                """
-                INSERT INTO notifications (dedupe_key, workflow_id, seq, kind, channel, role, recipient,
-                    subject, body)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                ON CONFLICT (dedupe_key) DO NOTHING
-                """,
-                n.dedupe_key,
-                n.workflow_id,
-                n.seq,
-                n.kind,
-                n.channel,
-                n.role.value,
-                n.recipient,
-                subject,
-                body,
-            )
-            delivered += await self._deliver(n.dedupe_key)
+        retry: list[Exception] = []
+        async with self._heartbeats():
+            for key in dict.fromkeys(n.dedupe_key for n in batch):
+                try:
+                    delivered += await self._deliver(key, claim, bound)
+                except Exception as err:
+                    retry.append(err)
+        if retry:
+            bound.warning("notifications to retry", count=len(retry), first=_error(retry[0]))
+            first = retry[0]
+            if isinstance(first, TransientFailure) and first.retry_after:
+                raise ApplicationError(
+                    str(first), type="TransientFailure", next_retry_delay=first.retry_after
+                ) from first
+            raise first
         return delivered
 
-    async def _deliver(self, dedupe_key: str) -> int:
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT * FROM notifications WHERE dedupe_key = $1 AND state = 'pending'"
-                    " FOR UPDATE SKIP LOCKED",
-                    dedupe_key,
+    async def _write(self, batch: list[Notification], bound: structlog.typing.FilteringBoundLogger) -> None:
+        """The outbox first: every row exists before anything is sent. A template that cannot render is
+        a bug no retry fixes, so its row is written `failed` rather than blocking the case."""
+        rows = []
+        for n in batch:
+            state, error, html = "pending", None, None
+            try:
+                subject, body = render(n.kind, n.facts)
+                html = render_html(n.kind, n.facts, subject)
+            except jinja2.TemplateError as err:
+                subject, body, state, error = f"[{n.kind}]", "", "failed", _error(err)
+                bound.error("notification template failed", kind=n.kind, error=error)
+            rows.append(
+                (
+                    n.dedupe_key,
+                    n.workflow_id,
+                    n.seq,
+                    n.kind,
+                    n.channel,
+                    n.role.value,
+                    n.recipient,
+                    subject,
+                    body,
+                    html,
+                    json.dumps(n.facts),
+                    state,
+                    error,
                 )
-                if row is None:
-                    return 0
-                await self._send(
-                    Message(
-                        dedupe_key=dedupe_key,
-                        channel=row["channel"],
-                        recipient=row["recipient"],
-                        subject=row["subject"],
-                        body=row["body"],
-                    )
-                )
-                await conn.execute(
-                    "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = $2"
-                    " WHERE dedupe_key = $1",
-                    dedupe_key,
-                    datetime.now(UTC),
-                )
-                return 1
-        except Exception as err:
-            await self._pool.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE dedupe_key = $1",
-                dedupe_key,
-                f"{type(err).__name__}: {err}"[:2000],
             )
+        await self._pool.executemany(_INSERT, rows)
+
+    async def _deliver(self, key: str, claim: str, bound: structlog.typing.FilteringBoundLogger) -> int:
+        row = await self._pool.fetchrow(_CLAIM, key, claim)
+        if row is None:
+            row = await self._recover(key, claim, bound)
+            if row is None:
+                return 0
+        message = _message(row)
+        bound = bound.bind(dedupe_key=key, channel=message.channel, attempt_no=row["attempts"])
+        try:
+            provider_id = await self._send(message)
+        except PermanentFailure as err:
+            await self._settle(key, claim, "failed", "permanent", err)
+            bound.error("notification failed for good", error=_error(err))
+            return 0
+        except DeliveryInDoubt as err:
+            await self._settle(key, claim, "unknown", "in_doubt", err)
+            bound.error("notification delivery in doubt; not re-sent", error=_error(err))
+            return 0
+        except Exception as err:
+            await self._settle(key, claim, "pending", "transient", err)
+            bound.warning("notification not delivered; will retry", error=_error(err))
             raise
+        entry = _entry(claim, "sent", provider_id=provider_id)
+        await self._pool.execute(_SENT, key, provider_id, entry)
+        bound.info("notification sent", provider_id=provider_id)
+        return 1
+
+    async def _recover(
+        self, key: str, claim: str, bound: structlog.typing.FilteringBoundLogger
+    ) -> asyncpg.Record | None:
+        """A row still `sending` was claimed by an attempt that is gone (a crash, a timeout): send it
+        again only where the provider deduplicates on the key, else park it as `unknown`."""
+        row = await self._pool.fetchrow(
+            "SELECT channel, claimed_by, claimed_at FROM notifications"
+            " WHERE dedupe_key = $1 AND state = 'sending'",
+            key,
+        )
+        if row is None:
+            return None
+        previous = row["claimed_by"]
+        if isinstance(self._send, ReplaySafe) and self._send.replay_safe(row["channel"]):
+            bound.warning("notification in doubt; re-sending with its idempotency key", dedupe_key=key)
+            entry = _entry(claim, "replay", previous=previous)
+            replayed: asyncpg.Record | None = await self._pool.fetchrow(_RECLAIM, key, claim, previous, entry)
+            return replayed
+        error = f"in doubt: attempt {previous} stopped mid-send at {row['claimed_at']:%Y-%m-%d %H:%M:%S%z}"
+        await self._pool.execute(_ABANDON, key, previous, error, _entry(claim, "abandoned", error=error))
+        bound.error("notification in doubt; left for an operator", dedupe_key=key, previous=previous)
+        return None
+
+    async def _settle(self, key: str, claim: str, state: str, outcome: str, err: Exception) -> None:
+        error = _error(err)
+        await self._pool.execute(_SETTLE, key, claim, state, error, _entry(claim, outcome, error=error))
+
+    @asynccontextmanager
+    async def _heartbeats(self) -> AsyncIterator[None]:
+        """Heartbeat while sending, so a workflow's heartbeat timeout notices a dead worker in seconds."""
+
+        async def beat() -> None:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(self._heartbeat_every)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        dedupe_key=row["dedupe_key"],
+        channel=row["channel"],
+        recipient=row["recipient"],
+        subject=row["subject"],
+        body=row["body"],
+        html=row["html"],
+        kind=row["kind"],
+        workflow_id=row["workflow_id"],
+        role=row["role"],
+        facts=json.loads(row["facts"]),
+    )

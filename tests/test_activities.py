@@ -141,10 +141,11 @@ async def test_a_failed_delivery_is_recorded_and_retried_later(pool: asyncpg.Poo
 
 
 async def test_migrations_are_applied_once(pool: asyncpg.Pool) -> None:
-    from activities.database import migrate
+    from activities.database import migrate, migrations
 
     assert await migrate(pool) == []
     versions = [
         r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
     ]
-    assert versions == [1]
+    assert versions == [version for version, _, _ in migrations()]
+    assert versions[:2] == [1, 2]

@@ -58,6 +58,8 @@ with workflow.unsafe.imports_passed_through():
 # An outage of the database or a sender delays the case; it never fails it.
 PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# A batch of e-mails over a slow SMTP server may take a while; the heartbeat notices a dead worker.
+DELIVERY_TIMEOUT = timedelta(minutes=10)
 
 
 class ActionRefused(ApplicationError):
@@ -537,7 +539,8 @@ class CaseWorkflow(CaseActions):
                 await workflow.execute_activity_method(
                     Notifier.send_notifications,
                     outbox,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    start_to_close_timeout=DELIVERY_TIMEOUT,
+                    heartbeat_timeout=timedelta(seconds=30),
                     retry_policy=PATIENT,
                     summary="Notify "
                     + ", ".join(dict.fromkeys(f"{n.role.value} ({n.kind})" for n in outbox)),

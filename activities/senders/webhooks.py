@@ -1,0 +1,201 @@
+"""HTTP webhook senders for the `chat`, `page` and `call` channels.
+
+Every request carries the outbox dedupe key as `Idempotency-Key` (and, for paging, as PagerDuty's
+`dedup_key`), so a copy sent again after a crash is recognised by the provider: that is what makes these
+channels safe to replay. With a secret configured the body is signed (HMAC-SHA256 over
+`<timestamp>.<body>`), so a receiver can reject forged or replayed-late calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from activities.notifications import Message, PermanentFailure, TransientFailure
+from workflows.policy import Channel
+
+Payload = Callable[[Message], dict[str, Any]]
+
+SIGNATURE_HEADER = "X-ABH-Signature"
+TIMESTAMP_HEADER = "X-ABH-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+# A provider asking us to wait longer than this is treated as down; Temporal's own backoff takes over.
+MAX_RETRY_AFTER = timedelta(minutes=15)
+
+# PagerDuty's severities, from the case priority.
+SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The signature header's value: binding the timestamp stops an old body being replayed later."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300) -> bool:
+    """For receivers: a valid signature over a body sent within `tolerance` seconds."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def _case_ref(message: Message) -> dict[str, str]:
+    return {
+        "ticket_id": message.facts.get("ticket_id", ""),
+        "workflow_id": message.workflow_id,
+        "priority": message.facts.get("priority", ""),
+    }
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack treats &, < and > as control characters in message text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def chat_payload(message: Message) -> dict[str, Any]:
+    """Slack incoming-webhook shape: `text` for notifications and old clients, blocks for layout."""
+    ref = message.facts.get("ticket_id") or message.workflow_id
+    return {
+        "text": f"*{_mrkdwn(message.subject)}*\n{_mrkdwn(message.body)}"[:3900],
+        "channel": message.recipient,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(message.body)[:3000]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"{message.kind} · case {_mrkdwn(ref)}"}],
+            },
+        ],
+    }
+
+
+def page_payload(routing_key: str, source: str) -> Payload:
+    """PagerDuty Events API v2 `trigger`; the dedupe key makes a repeated trigger one incident."""
+
+    def build(message: Message) -> dict[str, Any]:
+        return {
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": message.dedupe_key,
+            "client": "ABH case lifecycle",
+            "payload": {
+                "summary": message.subject[:1024],
+                "source": source,
+                "severity": SEVERITY.get(message.facts.get("priority", ""), "error"),
+                "class": message.kind,
+                "group": message.facts.get("account_id", ""),
+                "custom_details": {
+                    **_case_ref(message),
+                    "recipient": message.recipient,
+                    "role": message.role,
+                    "customer": message.facts.get("customer_name", ""),
+                    "body": message.body,
+                },
+            },
+        }
+
+    return build
+
+
+def call_payload(message: Message) -> dict[str, Any]:
+    """ABH's telephony request: who to call, what to say, which case, and the key to deduplicate on."""
+    return {
+        "to": message.recipient,
+        "message": message.body,
+        "subject": message.subject,
+        "kind": message.kind,
+        "case": _case_ref(message),
+        "idempotency_key": message.dedupe_key,
+    }
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        wait = timedelta(seconds=int(value))
+    else:
+        try:
+            wait = parsedate_to_datetime(value) - datetime.now(UTC)
+        except (TypeError, ValueError):
+            return None
+    return min(max(wait, timedelta(seconds=1)), MAX_RETRY_AFTER)
+
+
+def _provider_id(response: httpx.Response) -> str | None:
+    """The provider's reference for the outbox row: a JSON id, PagerDuty's dedup_key, or a request id."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for field in ("id", "dedup_key", "message_id", "request_id"):
+            if isinstance(data.get(field), str | int):
+                return str(data[field])[:200]
+    request_id = response.headers.get("X-Request-Id")
+    return request_id[:200] if request_id else None
+
+
+def outcome(response: httpx.Response) -> str | None:
+    """2xx delivers; 408, 429 and 5xx may succeed later; any other answer will not."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return _provider_id(response)
+    detail = f"HTTP {code} from {response.request.url.host}: {response.text[:300]}"
+    if code in (408, 429) or code >= 500:
+        raise TransientFailure(detail, retry_after=_retry_after(response))
+    raise PermanentFailure(detail)
+
+
+class WebhookSender:
+    """One channel's webhook: a payload shape plus the shared rules for headers, signing and failures."""
+
+    def __init__(
+        self,
+        url: str,
+        payload: Payload,
+        *,
+        client: httpx.AsyncClient,
+        secret: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._payload = payload
+        self._client = client
+        self._secret = secret
+        self._timeout = timeout
+
+    def replay_safe(self, channel: Channel) -> bool:
+        """Every request carries the idempotency key, so a second copy is the provider's to drop."""
+        return True
+
+    async def __call__(self, message: Message) -> str | None:
+        body = json.dumps(self._payload(message), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "abh-notifier",
+            IDEMPOTENCY_HEADER: message.dedupe_key,
+        }
+        if self._secret:
+            timestamp = str(int(time.time()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
+        try:
+            response = await self._client.post(self.url, content=body, headers=headers, timeout=self._timeout)
+        except httpx.TimeoutException as err:
+            raise TransientFailure(f"timed out after {self._timeout}s: {type(err).__name__}") from err
+        except httpx.TransportError as err:
+            raise TransientFailure(f"{type(err).__name__}: {err}") from err
+        return outcome(response)

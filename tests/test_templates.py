@@ -1,0 +1,71 @@
+"""Every message kind renders, as text and as HTML, from exactly the facts the workflow passes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.notifications import render, render_html
+from tests.cases import ticket
+from workflows import messages
+from workflows.models import CaseStatus, Phase, Priority
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+# The `facts=` each call site in workflows/case.py adds to `messages.facts(case)`.
+EXTRAS: dict[str, dict[str, str]] = {
+    "case_opened": {},
+    "customer_call": {},
+    "case_queued": {},
+    "tam_update": {"event": "case opened"},
+    "milestone_warning": {"milestone": "first_response", "target": "1h00m", "due_at": "2026-11-24 11:00 UTC"},
+    "milestone_breach": {"milestone": "first_response", "target": "1h00m", "due_at": "2026-11-24 11:00 UTC"},
+    "escalation": {"level": "tech_lead", "after": "1h00m"},
+    "follow_up": {},
+    "reminder": {},
+    "pause_reminder": {},
+    "case_closed": {},
+    "case_reopened": {"note": "still failing"},
+}
+
+
+def case_facts(priority: str = "P2", **ticket_fields: str) -> dict[str, str]:
+    """The facts `messages.facts` derives from a real case, as the workflow would pass them."""
+    status = CaseStatus(
+        workflow_id="case-T-1",
+        ticket=ticket("T-1", priority, **ticket_fields),
+        priority=Priority(priority),
+        phase=Phase.ENGAGED,
+        opened_at=NOW,
+        engaged_at=NOW,
+        assignee="ana@support.example",
+        resolution="Rolled back the release",
+        confirmation_due_at=NOW,
+    )
+    return messages.facts(status)
+
+
+@pytest.mark.parametrize("kind", sorted(EXTRAS))
+@pytest.mark.parametrize("priority", ["P1", "P3"])
+def test_every_kind_renders_as_text_and_html(kind: str, priority: str) -> None:
+    facts = case_facts(priority) | EXTRAS[kind]
+    subject, body = render(kind, facts)
+    html = render_html(kind, facts, subject)
+    assert subject and "T-1" in subject
+    assert body.strip() and "{{" not in body
+    assert html is not None and html.startswith("<!DOCTYPE html>")
+    assert "T-1" in html and f"<title>{subject}</title>" in html
+
+
+def test_html_escapes_what_the_customer_wrote_and_text_keeps_it() -> None:
+    facts = case_facts("P2", subject='Checkout <script>alert("x")</script> & co')
+    subject, body = render("case_opened", facts)
+    html = render_html("case_opened", facts, subject)
+    assert html is not None
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; co" in html
+    assert '<script>alert("x")</script> & co' in body
+
+
+def test_a_kind_without_an_html_template_is_text_only() -> None:
+    assert render_html("no_such_kind", case_facts(), "subject") is None
