@@ -44,6 +44,13 @@ def pin_zone_rules() -> None:
     zoneinfo.reset_tzpath(to=[])
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and the replay tests use, so a replay runs exactly what workers run."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
@@ -68,9 +75,7 @@ def build_worker(
             standup.collect_standup_digest,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 

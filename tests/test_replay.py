@@ -1,0 +1,38 @@
+"""Safe deploys: recorded histories of real cases replay against the current workflow code.
+
+A change that would make a running case take a different path fails here, in CI, before it ships.
+Refresh the recordings with `python -m tests.histories.record` (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import workflow_runner
+from workflows.case import CaseWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_the_representative_cases_are_recorded() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"p1_escalated_and_closed", "p3_queued_paused_reopened", "cancelled", "continued_as_new"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_case_replays(path: Path) -> None:
+    workflow_id = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"].get(
+        "workflowId", path.stem
+    )
+    history = WorkflowHistory.from_json(workflow_id, path.read_text())
+    replayer = Replayer(
+        workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
