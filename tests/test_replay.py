@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 from worker import workflow_runner
 from workflows.case import CaseWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 
 
 def test_the_representative_cases_are_recorded() -> None:
