@@ -501,7 +501,7 @@ class CaseWorkflow(CaseActions):
         facts: Mapping[str, str] | None = None,
     ) -> None:
         everything = messages.facts(self.case) | dict(facts or {})
-        for role in roles:
+        for role in self.policy.routing.roles_for(kind, roles):
             for r in messages.recipients(self.case, self.policy, role, channel):
                 self._outbox.append(
                     Notification(

@@ -20,27 +20,35 @@ class Recipient:
 def recipients(
     case: CaseStatus, policy: Policy, role: Role, channel: Channel | None = None
 ) -> list[Recipient]:
-    """The addresses for `role`; empty when the case has none (no TAM on file, no phone for a call)."""
+    """Where `role` is reached: on `channel` if given, else on the policy's channels for the role.
+
+    Empty where the case has no address (no TAM on file, no phone for a call).
+    """
     customer = case.ticket.customer
     roster = policy.roster
-    match role:
-        case Role.CUSTOMER if channel == "call":
-            address = customer.contact_phone
-        case Role.CUSTOMER:
-            address, channel = customer.contact_email, "email"
-        case Role.TAM:
-            address, channel = customer.tam_email, "email"
-        case Role.ASSIGNEE:
-            address, channel = case.assignee, "email"
-        case Role.TECH_LEAD:
-            address, channel = roster.tech_lead, channel or "email"
-        case Role.ENGINEERING_MANAGER:
-            address, channel = roster.engineering_manager, channel or "email"
-        case Role.TEAM:
-            address, channel = roster.team_channel, "chat"
-    if not address or channel is None:
-        return []
-    return [Recipient(role=role, channel=channel, address=address)]
+    email: dict[Role, str | None] = {
+        Role.CUSTOMER: str(customer.contact_email),
+        Role.TAM: str(customer.tam_email) if customer.tam_email else None,
+        Role.ASSIGNEE: case.assignee,
+        Role.TECH_LEAD: roster.tech_lead,
+        Role.ENGINEERING_MANAGER: roster.engineering_manager,
+        Role.TEAM: roster.team_email,
+    }
+    channels: list[Channel] = (
+        [channel] if channel else ["email"] if role is Role.CUSTOMER else policy.routing.channels_for(role)
+    )
+    found = []
+    for ch in channels:
+        match ch:
+            case "call":
+                address = customer.contact_phone if role is Role.CUSTOMER else None
+            case "chat":
+                address = roster.team_channel if role is Role.TEAM else None
+            case "page" | "email":
+                address = email[role]
+        if address:
+            found.append(Recipient(role=role, channel=ch, address=address))
+    return found
 
 
 def when(instant: datetime | None) -> str:

@@ -80,6 +80,47 @@ class FollowUpPolicy(PolicyModel):
     reminder_after: timedelta | None = None
 
 
+def _default_routes() -> dict[str, list[Role]]:
+    return {
+        "case_opened": [Role.CUSTOMER],
+        "case_queued": [Role.CUSTOMER],
+        "milestone_warning": [Role.ASSIGNEE],
+        "milestone_breach": [Role.ASSIGNEE, Role.TAM],
+        "pause_reminder": [Role.CUSTOMER],
+        "follow_up": [Role.CUSTOMER],
+        "reminder": [Role.CUSTOMER],
+        "case_reopened": [Role.ASSIGNEE, Role.TAM],
+        "case_closed": [Role.CUSTOMER],
+    }
+
+
+def _default_channels() -> dict[Role, list[Channel]]:
+    return {
+        Role.ASSIGNEE: ["email"],
+        Role.TAM: ["email"],
+        Role.TECH_LEAD: ["page", "email"],
+        Role.ENGINEERING_MANAGER: ["page", "email"],
+        Role.TEAM: ["chat"],
+    }
+
+
+class Routing(PolicyModel):
+    """Who hears about what: the roles told of each message kind, and the channels each role is reached on.
+
+    Escalations notify their level's `notify` roles, the TAM hears what `tam_told` says, and the customer
+    is reached by the priority's `contact` channels at engagement; everything else is routed here.
+    """
+
+    kinds: dict[str, list[Role]] = Field(default_factory=_default_routes)
+    channels: dict[Role, list[Channel]] = Field(default_factory=_default_channels)
+
+    def roles_for(self, kind: str, default: list[Role]) -> list[Role]:
+        return self.kinds.get(kind, default)
+
+    def channels_for(self, role: Role) -> list[Channel]:
+        return self.channels.get(role, ["email"])
+
+
 class Roster(PolicyModel):
     on_call: str = "oncall@support.example"
     team_queue: str = "support-queue@support.example"
@@ -97,6 +138,7 @@ class Policy(PolicyModel):
     escalations: list[EscalationLevel]
     follow_up: FollowUpPolicy = Field(default_factory=FollowUpPolicy)
     roster: Roster = Field(default_factory=Roster)
+    routing: Routing = Field(default_factory=Routing)
     warn_at: float = Field(default=0.75, gt=0, lt=1)
     pause_reminder_business_days: int = Field(default=2, ge=1)
     # Long-lived cases start a fresh history past this many events (or when the server suggests it).
