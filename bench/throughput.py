@@ -8,8 +8,8 @@ through contact, resolution and confirmation with updates, and prints what it me
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import resource
 import statistics
 import tempfile
