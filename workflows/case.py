@@ -392,7 +392,7 @@ class CaseWorkflow(CaseActions):
                 self._record("assigned", f"assigned to {assignee}", data={"assignee": assignee})
             case CustomerContacted(channel=channel, note=note):
                 self._record("customer_contacted", f"customer contacted by {channel.value}", note=note)
-                self._verify(Milestone.FIRST_RESPONSE, None, quiet=True)
+                self._verify(Milestone.FIRST_RESPONSE, None)
             case MilestoneVerified(milestone=milestone, by=by, note=note):
                 self._verify(milestone, by, note=note)
             case Resolved(summary=summary, by=by):
@@ -431,9 +431,7 @@ class CaseWorkflow(CaseActions):
                 self._close(CloseReason.CANCELLED, reason)
         self._clocks_moved = True
 
-    def _verify(
-        self, milestone: Milestone, by: str | None, *, note: str | None = None, quiet: bool = False
-    ) -> None:
+    def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:
         ms = self._milestone(milestone)
         if ms.state in (MilestoneState.MET, MilestoneState.MET_LATE):
             return
