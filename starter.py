@@ -24,8 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from activities.database import connect as connect_database
 from activities.reporting import parse_since, report_command
-from stack import logs, render
-from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action, update_action
+from stack import logs, views
+from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
@@ -80,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     for field, flag in CUSTOMER_FLAGS.items():
         opener.add_argument(f"--{flag}", dest=field)
 
-    status = commands.add_parser("status", help="print the case as the `status` query returns it")
-    status.add_argument("ticket_id")
-    status.add_argument("--explain", action="store_true", help="how each due instant was reached")
+    views.add_commands(commands)
 
     standup = commands.add_parser("schedule-standup", help="create or update the daily standup schedule")
     standup.add_argument("--at", help="local time in the support calendar's zone (default 09:15)")
@@ -148,10 +146,8 @@ async def run(args: argparse.Namespace) -> int:
             return 2
         print(text)
         return 0
-    if args.command == "status":
-        status = await case_status(client, args.ticket_id)
-        print(render.explain(status) if args.explain else status.model_dump_json(indent=2))
-        return 0
+    if args.command in views.COMMANDS:
+        return await views.run_command(client, args)
 
     try:
         if args.signal:

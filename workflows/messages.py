@@ -106,9 +106,8 @@ def card(case: CaseStatus, due: Due | None) -> str:
         head.append(f"Awaiting the customer's confirmation until {when(case.confirmation_due_at)}")
     if case.close_reason is not None:
         head.append(f"**Closed** {when(case.closed_at)}: {case.close_reason.value}")
-    table = ["| milestone | target | due | state |", "|---|---|---|---|"]
-    table += [
-        f"| {m.name.value} | {duration(m.target)} | {when(m.due_at)} | {m.state.value} |"
+    milestones = [
+        f"- **{m.name.value}** ({duration(m.target)}): due {when(m.due_at)} · {m.state.value}"
         for m in case.milestones
     ]
     tail = []
@@ -119,4 +118,4 @@ def card(case: CaseStatus, due: Due | None) -> str:
         tail.append(f"**Escalations:** {raised}")
     if case.sla_breached:
         tail.append("**SLA breached**")
-    return "  \n".join(head) + "\n\n" + "\n".join(table) + ("\n\n" + "  \n".join(tail) if tail else "")
+    return "  \n".join(head) + "\n\n" + "\n".join(milestones) + ("\n\n" + "  \n".join(tail) if tail else "")
