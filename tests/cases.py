@@ -107,7 +107,8 @@ async def status_when(
 
 
 async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool) -> CaseStatus:
-    """Status once every timeline entry the case holds has reached PostgreSQL."""
+    """Status once every timeline entry the case holds has reached PostgreSQL and its notifications
+    have gone out (no activity in flight)."""
 
     async def stored() -> int:
         return int(
@@ -121,7 +122,8 @@ async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool)
         status = await handle.query(CaseWorkflow.status)
         last = status.timeline[-1].seq if status.timeline else 0
         if await stored() >= last:
-            return status
+            await quiet(handle)
+            return await handle.query(CaseWorkflow.status)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timeline not stored: {last} in state")
         await asyncio.sleep(0.05)
