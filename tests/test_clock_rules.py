@@ -9,6 +9,7 @@ import pytest
 from stack.render import explain
 from tests.cases import default_policy, ticket
 from workflows import clocks, rules
+from workflows.calendar import CalendarSpec
 from workflows.models import (
     CaseStatus,
     Milestone,
@@ -177,3 +178,25 @@ def test_milestones_in_order_are_accepted() -> None:
     rules.check(
         status, "milestone_verified", rules.parse_action("milestone_verified", {"milestone": "data_verified"})
     )
+
+
+def test_a_customer_calendar_picks_its_own_hours() -> None:
+    """Follow the sun: an Indian customer's P3 runs on Kolkata's hours, not the default UTC calendar."""
+    policy = default_policy()
+    policy.calendars["apac"] = CalendarSpec(
+        timezone="Asia/Kolkata", hours={"mon": ["09:00-18:00"], "fri": ["09:00-18:00"]}
+    )
+    status = case().model_copy(
+        update={
+            "ticket": ticket("T-1", "P3").model_copy(
+                update={"customer": ticket("T-1").customer.model_copy(update={"calendar": "apac"})}
+            )
+        }
+    )
+    c = clocks.clocks_for(policy, Priority.P3, "apac")
+    clocks.refresh_due_instants(status, policy, c, FRIDAY_4PM)
+    # Friday 16:00 UTC is 21:30 in Kolkata, after closing; Monday opens 09:00 IST = 03:30 UTC.
+    assert clocks.engagement_start(c, FRIDAY_4PM) == datetime(2026, 11, 30, 3, 30, tzinfo=UTC)
+    assert status.milestones[0].due_at == datetime(2026, 11, 30, 7, 30, tzinfo=UTC)
+    assert status.milestones[0].explanation is not None
+    assert status.milestones[0].explanation.clock == "business hours of calendar 'apac' (Asia/Kolkata)"

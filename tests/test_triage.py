@@ -68,6 +68,16 @@ async def test_a_holiday_moves_the_opening(
     policy.calendars["business"] = policy.calendars["business"].model_copy(update={"holidays": [monday]})
     async with case_worker(time_env, pool, task_queue, policy) as cases:
         handle = await cases.open(ticket(ticket_id, "P4"))
-        queued = await status_when(handle, lambda s: s.phase is Phase.QUEUED)
+        await status_when(handle, lambda s: s.phase is Phase.QUEUED)
+        queued = await settled(handle, pool)
 
-    assert queued.queued_until == datetime.combine(monday + timedelta(days=1), time(9, 0), tzinfo=UTC)
+    tuesday_nine = datetime.combine(monday + timedelta(days=1), time(9, 0), tzinfo=UTC)
+    assert queued.queued_until == tuesday_nine
+    case = (await rows(pool, "cases", handle.id))[0]
+    assert (case["phase"], case["engaged_at"]) == ("queued", None)
+    [note] = await rows(pool, "notifications", handle.id)
+    assert (
+        note["kind"] == "case_queued"
+        and "2026" in note["body"]
+        and tuesday_nine.strftime("%Y-%m-%d 09:00") in note["body"]
+    )
