@@ -31,7 +31,7 @@ async def one_case(client, task_queue: str, latencies: list[float]) -> None:  # 
     t = ticket(f"B-{uuid.uuid4().hex[:10]}", "P2")
     handle = await open_case(client, t, task_queue=task_queue)
     while (await handle.query("status"))["phase"] != Phase.ENGAGED.value:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
     for action, payload in (
         ("customer_contacted", {"channel": "email"}),
         ("milestone_verified", {"milestone": "data_verified"}),
@@ -41,7 +41,7 @@ async def one_case(client, task_queue: str, latencies: list[float]) -> None:  # 
         await update_action(client, t.ticket_id, action, payload)
         latencies.append(time.perf_counter() - started)
     while (await handle.query("status"))["follow_up_sent_at"] is None:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
     await update_action(client, t.ticket_id, "customer_confirmed", {})
     await handle.result()
 
