@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ from stack.client import connect
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
 from stack.settings import Settings
-from workflows.models import ACTIONS, CaseInput, case_workflow_id
+from workflows.models import ACTIONS, CLOCK_SKEW, CaseInput, case_workflow_id
 from workflows.policy import load_policy
 from workflows.rules import Refused, field_errors, parse_action
 
@@ -108,6 +109,12 @@ async def run(args: argparse.Namespace) -> int:
             ticket = _ticket_from(args)
         except ValidationError as err:
             print(f"refused: invalid ticket: {field_errors(err)}", file=sys.stderr)
+            return 2
+        if ticket.opened_at is not None and ticket.opened_at > datetime.now(UTC) + CLOCK_SKEW:
+            print(
+                f"refused: invalid ticket: opened_at: {ticket.opened_at.isoformat()} is in the future",
+                file=sys.stderr,
+            )
             return 2
         client = await connect(settings)
         try:

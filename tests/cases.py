@@ -12,6 +12,7 @@ import asyncpg
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notifications import Sender, log_sink
 from activities.policy_source import PolicySource
 from stack.cases import open_case
 from worker import build_worker
@@ -74,10 +75,14 @@ class Cases:
 
 @asynccontextmanager
 async def case_worker(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, policy: Policy | None = None
+    env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    policy: Policy | None = None,
+    sender: Sender = log_sink,
 ) -> AsyncIterator[Cases]:
     source = PolicySource(policy=policy or default_policy())
-    async with build_worker(env.client, pool, task_queue=task_queue, policy=source):
+    async with build_worker(env.client, pool, task_queue=task_queue, policy=source, sender=sender):
         yield Cases(env, task_queue)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -124,3 +125,51 @@ async def test_update_to_a_ticket_without_a_case_says_so(time_env: WorkflowEnvir
 
     with pytest.raises(Refused, match="ticket NOPE-1 has no case"):
         await update_action(time_env.client, "NOPE-1", "add_note", {"text": "hello"})
+
+
+async def test_a_start_without_input_or_opened_in_the_future_fails_at_once(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """On the dev server: real time, so "the future" stays the future while the case starts."""
+    now = await dev_env.get_current_time()
+    future = json.loads(ticket(ticket_id).model_dump_json()) | {
+        "opened_at": (now + timedelta(days=1)).isoformat()
+    }
+    async with case_worker(dev_env, pool, task_queue):
+        handle = await dev_env.client.start_workflow(
+            "CaseWorkflow", id=f"case-empty-{ticket_id}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as empty:
+            await handle.result()
+        error, events = await failure_of(dev_env, task_queue, future)
+    assert isinstance(empty.value.cause, ApplicationError) and empty.value.cause.type == "InvalidCaseInput"
+    assert "opened_at:" in error.message and "is in the future" in error.message
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in events
+
+
+async def test_signals_with_no_or_several_payloads_never_fail_a_task(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    async with case_worker(time_env, pool, task_queue) as cases:
+        handle = await cases.open(ticket(ticket_id, "P3"))
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        raw = time_env.client.get_workflow_handle(handle.id)
+        await raw.signal("resolved")
+        await raw.signal("add_note", args=[{"text": "one"}, {"text": "two"}])
+        await raw.signal("waiting_on_customer")
+        status = await status_when(handle, lambda s: s.paused)
+        events = [EventType.Name(e.event_type) async for e in handle.fetch_history_events()]
+
+    rejected = [e.detail for e in status.timeline if e.type == "rejected"]
+    assert rejected[0] == "invalid resolved payload: summary: Field required"
+    assert rejected[1].startswith("invalid add_note payload: ")
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in events
+
+
+def test_opened_at_is_kept_in_utc_and_must_be_plausible() -> None:
+    from pydantic import ValidationError
+
+    t = ticket("T-1", opened_at="2026-11-27T14:00:00+05:30")
+    assert t.opened_at is not None and (t.opened_at.hour, t.opened_at.utcoffset()) == (8, timedelta(0))
+    with pytest.raises(ValidationError, match="opened_at"):
+        ticket("T-1", opened_at="1970-01-01T00:00:00Z")

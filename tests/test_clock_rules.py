@@ -84,7 +84,8 @@ def test_an_open_pause_suspends_resolution_clocks_and_schedules_a_reminder() -> 
     assert status.milestones[0].due_at is not None
     assert status.milestones[1].due_at is None and status.escalation_due_at is None
     assert status.pauses[0].reminder_due_at == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)  # 2 business days
-    due = clocks.next_due(status, default_policy(), clocks.clocks_for(default_policy(), Priority.P3, None))
+    c = clocks.clocks_for(default_policy(), Priority.P3, None)
+    due = clocks.next_due(status, default_policy(), c, FRIDAY_4PM + timedelta(minutes=1))
     assert due is not None and due.kind is clocks.DueKind.WARN
 
 
@@ -94,7 +95,7 @@ def test_a_warning_due_in_closed_hours_waits_for_the_opening() -> None:
     status = case()
     clocks.refresh_due_instants(status, policy, c, FRIDAY_4PM)
     status.milestones[0].warn_at = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-    due = clocks.next_due(status, policy, c)
+    due = clocks.next_due(status, policy, c, FRIDAY_4PM)
     assert due is not None
     assert (due.kind, due.at) == (clocks.DueKind.WARN, datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
 
@@ -200,3 +201,15 @@ def test_a_customer_calendar_picks_its_own_hours() -> None:
     assert status.milestones[0].due_at == datetime(2026, 11, 30, 7, 30, tzinfo=UTC)
     assert status.milestones[0].explanation is not None
     assert status.milestones[0].explanation.clock == "business hours of calendar 'apac' (Asia/Kolkata)"
+
+
+def test_a_milestone_already_past_due_is_breached_without_a_warning() -> None:
+    policy = default_policy(escalations=[])
+    c = clocks.clocks_for(policy, Priority.P1, None)
+    status = case("P1")
+    now = FRIDAY_4PM + timedelta(hours=2)
+    clocks.refresh_due_instants(status, policy, c, now)
+    due = clocks.next_due(status, policy, c, now)
+    assert due is not None and (due.kind, due.subject) == (clocks.DueKind.BREACH, "first_response")
+    old = clocks.next_due(status, policy, c, now, late_warnings=True)
+    assert old is not None and old.kind is clocks.DueKind.WARN

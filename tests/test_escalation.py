@@ -7,7 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from stack.cases import signal_action
+from activities.notifications import Message, TransientFailure
+from stack.cases import signal_action, update_action
 from tests.cases import advance_to, case_worker, rows, settled, status_when, ticket
 from workflows.models import Phase
 
@@ -105,3 +106,25 @@ async def test_queued_case_escalates_60_business_minutes_after_the_opening(
         status = await status_when(handle, lambda s: s.escalated)
 
     assert status.escalations[0].due_at == monday_nine + timedelta(minutes=60)
+
+
+async def test_a_notification_outage_never_holds_up_the_escalation(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    async def down(message: Message) -> None:
+        raise TransientFailure("smtp.example: 421 service not available")
+
+    await advance_to(time_env, TUESDAY, time(10, 0))
+    async with case_worker(time_env, pool, task_queue, sender=down) as cases:
+        handle = await cases.open(ticket(ticket_id, "P2"))
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        await time_env.sleep(timedelta(minutes=61))
+        status = await status_when(handle, lambda s: s.escalated)
+        await update_action(
+            time_env.client, ticket_id, "add_note", {"text": "still answering during the outage"}
+        )
+
+    assert [e.level for e in status.escalations] == ["tech_lead"]
+    assert len(await rows(pool, "escalations", handle.id)) == 1
+    pending = [n for n in await rows(pool, "notifications", handle.id) if n["state"] != "sent"]
+    assert pending and all(n["attempts"] >= 1 for n in pending)

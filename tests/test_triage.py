@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
+from stack.cases import signal_action
 from tests.cases import advance_to, case_worker, default_policy, rows, settled, status_when, ticket
 from workflows.models import Phase
 
@@ -81,3 +82,15 @@ async def test_a_holiday_moves_the_opening(
         and "2026" in note["body"]
         and tuesday_nine.strftime("%Y-%m-%d 09:00") in note["body"]
     )
+
+
+async def test_an_action_sent_right_after_opening_waits_for_triage(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    async with case_worker(time_env, pool, task_queue) as cases:
+        handle = await cases.open(ticket(ticket_id, "P1"))
+        await signal_action(time_env.client, ticket_id, "customer_contacted", {"channel": "call"})
+        status = await status_when(
+            handle, lambda s: s.milestones != [] and s.milestones[0].state.value == "met"
+        )
+    assert "rejected" not in [e.type for e in status.timeline]

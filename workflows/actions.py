@@ -1,6 +1,7 @@
 """The actions of the wire contract, each as a signal and as an update of the same name.
 
-A signal is fire-and-forget: one the case cannot take is kept in the timeline as `rejected`. An update is
+A signal is fire-and-forget: one the case cannot take is kept in the timeline as `rejected`; signals
+take any number of arguments so that a malformed one is rejected, never a failed workflow task. An update is
 checked by its validator first, so a bad one is refused to the caller and leaves no trace in history; a
 good one returns the case once its timeline entry is stored. CaseWorkflow supplies the three methods.
 """
@@ -15,6 +16,13 @@ from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import CaseStatus
+
+
+def only(payloads: tuple[Any, ...]) -> Any:
+    """A signal's single payload; none is an empty payload, several are refused as one bad payload."""
+    if len(payloads) > 1:
+        return {"payloads": f"expected one JSON object, got {len(payloads)} values"}
+    return payloads[0] if payloads else None
 
 
 class CaseActions:
@@ -32,8 +40,8 @@ class CaseActions:
         await self._act(name, None)
 
     @workflow.signal(name="assign")
-    async def assign(self, payload: Any) -> None:
-        await self._act("assign", payload)
+    async def assign(self, *payloads: Any) -> None:
+        await self._act("assign", only(payloads))
 
     @workflow.update(name="assign")
     async def assign_now(self, payload: Any) -> CaseStatus:
@@ -44,8 +52,8 @@ class CaseActions:
         self._check("assign", payload)
 
     @workflow.signal(name="customer_contacted")
-    async def customer_contacted(self, payload: Any) -> None:
-        await self._act("customer_contacted", payload)
+    async def customer_contacted(self, *payloads: Any) -> None:
+        await self._act("customer_contacted", only(payloads))
 
     @workflow.update(name="customer_contacted")
     async def customer_contacted_now(self, payload: Any) -> CaseStatus:
@@ -56,8 +64,8 @@ class CaseActions:
         self._check("customer_contacted", payload)
 
     @workflow.signal(name="milestone_verified")
-    async def milestone_verified(self, payload: Any) -> None:
-        await self._act("milestone_verified", payload)
+    async def milestone_verified(self, *payloads: Any) -> None:
+        await self._act("milestone_verified", only(payloads))
 
     @workflow.update(name="milestone_verified")
     async def milestone_verified_now(self, payload: Any) -> CaseStatus:
@@ -68,8 +76,8 @@ class CaseActions:
         self._check("milestone_verified", payload)
 
     @workflow.signal(name="resolved")
-    async def resolved(self, payload: Any) -> None:
-        await self._act("resolved", payload)
+    async def resolved(self, *payloads: Any) -> None:
+        await self._act("resolved", only(payloads))
 
     @workflow.update(name="resolved")
     async def resolved_now(self, payload: Any) -> CaseStatus:
@@ -80,8 +88,8 @@ class CaseActions:
         self._check("resolved", payload)
 
     @workflow.signal(name="customer_confirmed")
-    async def customer_confirmed(self, payload: Any = None) -> None:
-        await self._act("customer_confirmed", payload)
+    async def customer_confirmed(self, *payloads: Any) -> None:
+        await self._act("customer_confirmed", only(payloads))
 
     @workflow.update(name="customer_confirmed")
     async def customer_confirmed_now(self, payload: Any = None) -> CaseStatus:
@@ -92,8 +100,8 @@ class CaseActions:
         self._check("customer_confirmed", payload)
 
     @workflow.signal(name="customer_rejected")
-    async def customer_rejected(self, payload: Any = None) -> None:
-        await self._act("customer_rejected", payload)
+    async def customer_rejected(self, *payloads: Any) -> None:
+        await self._act("customer_rejected", only(payloads))
 
     @workflow.update(name="customer_rejected")
     async def customer_rejected_now(self, payload: Any = None) -> CaseStatus:
@@ -104,8 +112,8 @@ class CaseActions:
         self._check("customer_rejected", payload)
 
     @workflow.signal(name="change_priority")
-    async def change_priority(self, payload: Any) -> None:
-        await self._act("change_priority", payload)
+    async def change_priority(self, *payloads: Any) -> None:
+        await self._act("change_priority", only(payloads))
 
     @workflow.update(name="change_priority")
     async def change_priority_now(self, payload: Any) -> CaseStatus:
@@ -116,8 +124,8 @@ class CaseActions:
         self._check("change_priority", payload)
 
     @workflow.signal(name="waiting_on_customer")
-    async def waiting_on_customer(self, payload: Any = None) -> None:
-        await self._act("waiting_on_customer", payload)
+    async def waiting_on_customer(self, *payloads: Any) -> None:
+        await self._act("waiting_on_customer", only(payloads))
 
     @workflow.update(name="waiting_on_customer")
     async def waiting_on_customer_now(self, payload: Any = None) -> CaseStatus:
@@ -128,8 +136,8 @@ class CaseActions:
         self._check("waiting_on_customer", payload)
 
     @workflow.signal(name="customer_replied")
-    async def customer_replied(self, payload: Any = None) -> None:
-        await self._act("customer_replied", payload)
+    async def customer_replied(self, *payloads: Any) -> None:
+        await self._act("customer_replied", only(payloads))
 
     @workflow.update(name="customer_replied")
     async def customer_replied_now(self, payload: Any = None) -> CaseStatus:
@@ -140,8 +148,8 @@ class CaseActions:
         self._check("customer_replied", payload)
 
     @workflow.signal(name="add_note")
-    async def add_note(self, payload: Any) -> None:
-        await self._act("add_note", payload)
+    async def add_note(self, *payloads: Any) -> None:
+        await self._act("add_note", only(payloads))
 
     @workflow.update(name="add_note")
     async def add_note_now(self, payload: Any) -> CaseStatus:
@@ -152,8 +160,8 @@ class CaseActions:
         self._check("add_note", payload)
 
     @workflow.signal(name="cancel")
-    async def cancel(self, payload: Any) -> None:
-        await self._act("cancel", payload)
+    async def cancel(self, *payloads: Any) -> None:
+        await self._act("cancel", only(payloads))
 
     @workflow.update(name="cancel")
     async def cancel_now(self, payload: Any) -> CaseStatus:

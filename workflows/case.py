@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.actions import CaseActions
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.models import (
+        CLOCK_SKEW,
         WORKFLOW_TYPE,
         Action,
         AddNote,
@@ -54,6 +56,16 @@ with workflow.unsafe.imports_passed_through():
         WaitingOnCustomer,
     )
     from workflows.policy import Channel, Policy, Role
+
+# A notification channel that is down must not hold up a case's clocks: deliveries run beside the
+# lifecycle (cases started before this change replay their awaited deliveries).
+DELIVER_IN_BACKGROUND = "deliver-notifications-in-background"
+# A P1 raised from a lower priority gets the P1 contact: the call and the TAM's word.
+CONTACT_ON_RAISE = "contact-when-raised-to-p1"
+# The TAM hears of the resolution when it happens, not at the close.
+TAM_TOLD_AT_RESOLUTION = "tam-told-at-resolution"
+# A milestone already past due is breached without a 75% warning first.
+NO_LATE_WARNINGS = "no-warning-past-due"
 
 # An outage of the database or a sender delays the case; it never fails it.
 PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -83,24 +95,30 @@ class CarriedCase(BaseModel):
 @workflow.defn(name=WORKFLOW_TYPE)
 class CaseWorkflow(CaseActions):
     @workflow.init
-    def __init__(self, ticket: Any, carried: CarriedCase | None = None) -> None:
+    def __init__(self, *args: Any) -> None:
+        """Arguments: the ticket, and after a continue-as-new the carried case. Taken loosely so that
+        any malformed start fails the case with a clear error instead of failing workflow tasks."""
         self._invalid: str | None = None
         self._case: CaseStatus | None = None
         self._policy: Policy | None = None
         self._clocks: CaseClocks | None = None
         self._seq = 0
-        if carried is not None:
+        if len(args) == 2 and args[1] is not None:
+            carried = CarriedCase.model_validate(args[1])
             self._case, self._policy, self._seq = carried.status, carried.policy, carried.seq
             calendar = carried.status.ticket.customer.calendar
             self._clocks = clocks.clocks_for(carried.policy, carried.status.priority, calendar)
+        elif len(args) > 1:
+            self._invalid = f"invalid case input: expected one ticket, got {len(args)} arguments"
         else:
-            self._case = self._new_case(ticket)
+            self._case = self._new_case(args[0] if args else None)
         self._synced = self._seq
         self._unrecorded: list[TimelineEntry] = []
         self._outbox: list[Notification] = []
         self._published: search.Values = {}
         self._next: Due | None = None
         self._clocks_moved = False
+        self._deliveries: list[ActivityHandle[int]] = []
 
     def _new_case(self, ticket: Any) -> CaseStatus | None:
         """The case for a new ticket; None, with the reason kept, when the input is invalid."""
@@ -108,6 +126,9 @@ class CaseWorkflow(CaseActions):
             parsed = CaseInput.model_validate(ticket)
         except ValidationError as err:
             self._invalid = f"invalid case input: {rules.field_errors(err)}"
+            return None
+        if parsed.opened_at is not None and parsed.opened_at > workflow.now() + CLOCK_SKEW:
+            self._invalid = f"invalid case input: opened_at: {parsed.opened_at.isoformat()} is in the future"
             return None
         return CaseStatus(
             workflow_id=workflow.info().workflow_id,
@@ -121,7 +142,7 @@ class CaseWorkflow(CaseActions):
     # The lifecycle.
 
     @workflow.run
-    async def run(self, ticket: Any, carried: CarriedCase | None = None) -> CaseOutcome:
+    async def run(self, *args: Any) -> CaseOutcome:
         if self._invalid:
             raise InvalidCaseInput(self._invalid)
         if self._policy is None:
@@ -194,8 +215,8 @@ class CaseWorkflow(CaseActions):
                 "follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}"
             )
             self._notify(entry, "follow_up", [Role.CUSTOMER])
-            await self._sync()
             case.follow_up_sent_at = now
+            await self._sync()
         await self._run_clocks_while(Phase.AWAITING_CONFIRMATION, until=lambda: case.confirmed_at is not None)
         if case.phase is Phase.AWAITING_CONFIRMATION and case.confirmed_at is not None:
             self._close(CloseReason.CONFIRMED, "customer confirmed the resolution")
@@ -209,7 +230,8 @@ class CaseWorkflow(CaseActions):
                 await self._continue_as_new()
             now = workflow.now()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
-            due = self._next = clocks.next_due(self.case, self.policy, self.clocks)
+            late_warnings = not workflow.patched(NO_LATE_WARNINGS)
+            due = self._next = clocks.next_due(self.case, self.policy, self.clocks, now, late_warnings)
             if due is not None and due.at <= now:
                 await self._fire(due)
                 continue
@@ -291,15 +313,16 @@ class CaseWorkflow(CaseActions):
         """Raise the next level once for this engagement: a ticket row, notifications, the standup list."""
         case = self.case
         level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
-        key = f"{case.workflow_id}:{case.engagement}:{level.name}"
-        reason = f"unresolved {messages.duration(level.after)} after engagement {case.engagement}"
+        engagement = case.engagement
+        key = f"{case.workflow_id}:{engagement}:{level.name}"
+        reason = f"unresolved {messages.duration(level.after)} after engagement {engagement}"
         raised_at = workflow.now()
         await workflow.execute_activity_method(
             CaseStore.open_tech_lead_ticket,
             TechLeadTicket(
                 ticket_key=key,
                 workflow_id=case.workflow_id,
-                engagement=case.engagement,
+                engagement=engagement,
                 level=level.name,
                 priority=case.priority,
                 assignee=self._address_of(level.owner),
@@ -313,7 +336,7 @@ class CaseWorkflow(CaseActions):
         case.escalations.append(
             Escalation(
                 level=level.name,
-                engagement=case.engagement,
+                engagement=engagement,
                 raised_at=raised_at,
                 due_at=due.at,
                 ticket_key=key,
@@ -342,11 +365,12 @@ class CaseWorkflow(CaseActions):
         case.phase = Phase.CLOSED
         case.close_reason = reason
         case.closed_at = workflow.now()
-        case.paused = False
+        self._end_pause(case.closed_at)
         entry = self._record("closed", f"closed ({reason.value}): {detail}")
         if reason is not CloseReason.CANCELLED:
             self._notify(entry, "case_closed", [Role.CUSTOMER])
-        if "resolution" in self.policy.for_priority(case.priority).tam_told:
+        told_at_resolution = workflow.patched(TAM_TOLD_AT_RESOLUTION)
+        if not told_at_resolution and "resolution" in self.policy.for_priority(case.priority).tam_told:
             self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"case closed ({reason.value})"})
 
     # Actions: the same checks for every signal; a refused one is kept in the timeline.
@@ -355,10 +379,16 @@ class CaseWorkflow(CaseActions):
     def status(self) -> CaseStatus:
         return self.case
 
+    def _ready(self) -> bool:
+        """Actions apply once the case is opened and triaged; until then they wait (or, as updates, are
+        refused), so an early `customer_contacted` is not judged against the triage phase."""
+        return self._policy is not None and self.case.phase is not Phase.TRIAGE
+
     async def _act(self, name: str, payload: Any) -> None:
         if self._case is None:
             return
-        await workflow.wait_condition(lambda: self._policy is not None)
+        if not self._ready():
+            await workflow.wait_condition(self._ready)
         try:
             action = rules.parse_action(name, payload)
             rules.check(self.case, name, action)
@@ -369,7 +399,7 @@ class CaseWorkflow(CaseActions):
 
     def _check(self, name: str, payload: Any) -> None:
         """The update validator: refuse to the caller, before anything is written to history."""
-        if self._case is None or self._policy is None:
+        if self._case is None or not self._ready():
             raise ActionRefused("the case is still being opened; try again in a moment")
         try:
             rules.check(self.case, name, rules.parse_action(name, payload))
@@ -402,7 +432,10 @@ class CaseWorkflow(CaseActions):
                 case.follow_up_sent_at = case.confirmed_at = None
                 case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
                 self._end_pause(now)
-                self._record("resolved", summary, actor=by)
+                entry = self._record("resolved", summary, actor=by)
+                told = "resolution" in self.policy.for_priority(case.priority).tam_told
+                if told and workflow.patched(TAM_TOLD_AT_RESOLUTION):
+                    self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"resolved: {summary}"})
             case CustomerConfirmed(note=note):
                 case.confirmed_at = now
                 self._record("customer_confirmed", "customer confirmed the fix", actor="customer", note=note)
@@ -429,6 +462,7 @@ class CaseWorkflow(CaseActions):
             case Cancel(reason=reason, by=by):
                 self._record("cancelled", reason, actor=by)
                 self._close(CloseReason.CANCELLED, reason)
+        clocks.refresh_due_instants(case, self.policy, self.clocks, now)
         self._clocks_moved = True
 
     def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:
@@ -455,12 +489,21 @@ class CaseWorkflow(CaseActions):
             case.queued_until = start
         elif case.engagement == 1:
             case.engaged_at = start
-        self._record(
+        entry = self._record(
             "priority_changed",
             f"{old.value} -> {priority.value}",
             note=reason,
             data={"from": old, "to": priority},
         )
+        now_p1, was_p1 = self.policy.for_priority(priority), self.policy.for_priority(old)
+        raised = "call" in now_p1.contact and "call" not in was_p1.contact
+        if raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE):
+            if case.assignee == self.policy.roster.team_queue:
+                case.assignee = self.policy.roster.on_call
+                self._record("assigned", f"assigned to {case.assignee}", data={"assignee": case.assignee})
+            self._notify(entry, "customer_call", [Role.CUSTOMER], channel="call")
+            if "open" in now_p1.tam_told:
+                self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"raised to {priority.value}"})
 
     def _end_pause(self, now: datetime) -> None:
         if self.case.paused:
@@ -485,7 +528,7 @@ class CaseWorkflow(CaseActions):
         entry = TimelineEntry(
             seq=self._seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra
         )
-        self.case.timeline.append(entry)
+        self.case.timeline.append(messages.shortened(entry))
         self._unrecorded.append(entry)
         return entry
 
@@ -534,7 +577,7 @@ class CaseWorkflow(CaseActions):
                 )
                 self._synced = events[-1].seq
             if outbox:
-                await workflow.execute_activity_method(
+                delivery = workflow.start_activity_method(
                     Notifier.send_notifications,
                     outbox,
                     start_to_close_timeout=DELIVERY_TIMEOUT,
@@ -543,13 +586,20 @@ class CaseWorkflow(CaseActions):
                     summary="Notify "
                     + ", ".join(dict.fromkeys(f"{n.role.value} ({n.kind})" for n in outbox)),
                 )
+                if workflow.patched(DELIVER_IN_BACKGROUND):
+                    self._deliveries.append(delivery)
+                else:
+                    await delivery
         del self.case.timeline[: -self.policy.timeline_window]
         self._publish()
 
     async def _drain(self) -> None:
-        """Before the run ends or continues as new: every handler done and everything written out."""
+        """Before the run ends or continues as new: every handler done, everything written out and
+        every notification delivered (or failed for good)."""
         while True:
             await self._sync()
+            while self._deliveries:
+                await self._deliveries.pop(0)
             await workflow.wait_condition(
                 lambda: workflow.all_handlers_finished() or bool(self._unrecorded or self._outbox)
             )

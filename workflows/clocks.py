@@ -160,17 +160,25 @@ def next_escalation_level(case: CaseStatus, policy: Policy) -> tuple[str, timede
     return None
 
 
-def next_due(case: CaseStatus, policy: Policy, clocks: CaseClocks) -> Due | None:
+def next_due(
+    case: CaseStatus, policy: Policy, clocks: CaseClocks, now: datetime, late_warnings: bool = False
+) -> Due | None:
     """The earliest pending clock event for the case's phase, from the instants `refresh` computed.
 
-    A warning that falls due while a business-time priority is closed waits for the next opening.
+    A warning that falls due while a business-time priority is closed waits for the next opening; a
+    milestone already past due goes straight to its breach (unless `late_warnings`, the old behaviour).
     """
     candidates: list[Due] = []
     if case.phase in (Phase.TRIAGE, Phase.QUEUED) and case.queued_until is not None:
         candidates.append(Due(case.queued_until, DueKind.ENGAGE))
     if case.phase is Phase.ENGAGED:
         for ms in case.milestones:
-            if ms.state is MilestoneState.PENDING and ms.warn_at is not None:
+            past_due = ms.due_at is not None and ms.due_at <= now
+            if (
+                ms.state is MilestoneState.PENDING
+                and ms.warn_at is not None
+                and (late_warnings or not past_due)
+            ):
                 candidates.append(Due(clocks.priority.next_open(ms.warn_at), DueKind.WARN, ms.name.value))
             if ms.state in (MilestoneState.PENDING, MilestoneState.WARNED) and ms.due_at is not None:
                 candidates.append(Due(ms.due_at, DueKind.BREACH, ms.name.value))

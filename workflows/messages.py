@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from workflows.clocks import Due
-from workflows.models import CaseStatus, Phase
+from workflows.models import CaseStatus, Phase, TimelineEntry
 from workflows.policy import Channel, Policy, Role
 
 
@@ -51,8 +51,22 @@ def recipients(
     return found
 
 
+STATE_TEXT_LIMIT = 500
+
+
+def shortened(entry: TimelineEntry) -> TimelineEntry:
+    """The copy of a timeline entry the case keeps in its state: long texts clipped, so the state stays
+    small enough to continue as new; PostgreSQL keeps the full entry."""
+
+    def clip(text: str) -> str:
+        return text if len(text) <= STATE_TEXT_LIMIT else text[: STATE_TEXT_LIMIT - 1] + "…"
+
+    data = {k: clip(v) if isinstance(v, str) else v for k, v in entry.data.items()}
+    return entry.model_copy(update={"detail": clip(entry.detail), "data": data})
+
+
 def when(instant: datetime | None) -> str:
-    return "-" if instant is None else f"{instant:%Y-%m-%d %H:%M} UTC"
+    return "-" if instant is None else f"{instant.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def duration(d: timedelta) -> str:
@@ -94,7 +108,8 @@ def card(case: CaseStatus, due: Due | None) -> str:
     t = case.ticket
     state = "paused (waiting on the customer)" if case.paused else case.phase.value
     head = [
-        f"**{case.priority.value} · {state}** · assignee **{case.assignee or 'unassigned'}**",
+        f"**{case.priority.value} · {state}** · {t.subject}",
+        f"Assignee **{case.assignee or 'unassigned'}**",
         f"Customer: {t.customer.name} (`{t.customer.account_id}`) · TAM: {t.customer.tam_email or '-'}",
         f"Opened {when(case.opened_at)} · engaged {when(case.engaged_at)}",
     ]

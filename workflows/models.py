@@ -5,7 +5,7 @@ Every model is additive-only: new fields get defaults so older callers and histo
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -75,6 +75,11 @@ class Strict(BaseModel):
         return value
 
 
+EARLIEST_OPENED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_OPENED_AT = datetime(2200, 1, 1, tzinfo=UTC)
+# How far an upstream clock may run ahead of Temporal's before an `opened_at` counts as in the future.
+CLOCK_SKEW = timedelta(minutes=5)
+
 TicketId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=10_000)]
@@ -101,6 +106,16 @@ class CaseInput(Strict):
     opened_at: AwareDatetime | None = None
     assignee: Actor | None = None
     source: ShortText | None = None
+
+    @field_validator("opened_at", mode="after")
+    @classmethod
+    def _plausible_and_utc(cls, value: datetime | None) -> datetime | None:
+        """Kept in UTC so every rendering is unambiguous; far-off years are typos, not tickets."""
+        if value is None:
+            return None
+        if not EARLIEST_OPENED_AT <= value <= LATEST_OPENED_AT:
+            raise ValueError(f"must be between {EARLIEST_OPENED_AT:%Y} and {LATEST_OPENED_AT:%Y}")
+        return value.astimezone(UTC)
 
 
 # Engineer and customer actions: one model per action, so each can grow on its own.

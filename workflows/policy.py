@@ -10,7 +10,7 @@ import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,6 +36,7 @@ class Role(StrEnum):
     ENGINEERING_MANAGER = "engineering_manager"
 
 
+Duration = Annotated[timedelta, Field(gt=timedelta(0))]
 TamMoment = Literal["open", "escalation", "resolution"]
 Channel = Literal["email", "call", "page", "chat"]
 
@@ -47,7 +48,7 @@ class PolicyModel(BaseModel):
 class PriorityPolicy(PolicyModel):
     clock: ClockKind
     contact: list[ContactChannel]
-    targets: dict[Milestone, timedelta]
+    targets: dict[Milestone, Duration]
     tam_told: list[TamMoment] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -62,7 +63,7 @@ class EscalationLevel(PolicyModel):
     """A level is raised once per engagement when the case is still unresolved `after` engagement."""
 
     name: str
-    after: timedelta
+    after: Duration
     owner: Role = Role.TECH_LEAD
     notify: list[Role] = Field(default_factory=lambda: [Role.TECH_LEAD, Role.TAM])
     priorities: list[Priority] = Field(default_factory=lambda: list(Priority))
@@ -144,7 +145,7 @@ class Policy(PolicyModel):
     # Long-lived cases start a fresh history past this many events (or when the server suggests it).
     continue_as_new_after_events: int = Field(default=10_000, ge=100)
     # How many recent timeline entries a case keeps in its state; the full timeline is in PostgreSQL.
-    timeline_window: int = Field(default=500, ge=10)
+    timeline_window: int = Field(default=200, ge=10)
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
@@ -153,6 +154,9 @@ class Policy(PolicyModel):
         missing = [p.value for p in Priority if p not in self.priorities]
         if missing:
             raise ValueError(f"priorities missing: {', '.join(missing)}")
+        names = [level.name for level in self.escalations]
+        if len(names) != len(set(names)):
+            raise ValueError(f"escalation level names must be unique: {', '.join(names)}")
         return self
 
     def calendar_spec(self, name: str | None) -> CalendarSpec:
