@@ -14,19 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from activities.case_store import CaseRecord, CaseStore, TechLeadTicket
-    from activities.notifications import Notification, Notifier
+    from activities.case_store import CaseStore, TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, messages, rules, search
+    from workflows import clocks, messages, rules
     from workflows.actions import CaseActions
     from workflows.clocks import CaseClocks, Due, DueKind
+    from workflows.journal import ACTIVITY_TIMEOUT, PATIENT, CaseJournal
     from workflows.models import (
         CLOCK_SKEW,
         WORKFLOW_TYPE,
@@ -57,21 +55,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policy import Channel, Policy, Role
 
-# A notification channel that is down must not hold up a case's clocks: deliveries run beside the
-# lifecycle (cases started before this change replay their awaited deliveries).
-DELIVER_IN_BACKGROUND = "deliver-notifications-in-background"
 # A P1 raised from a lower priority gets the P1 contact: the call and the TAM's word.
 CONTACT_ON_RAISE = "contact-when-raised-to-p1"
 # The TAM hears of the resolution when it happens, not at the close.
 TAM_TOLD_AT_RESOLUTION = "tam-told-at-resolution"
 # A milestone already past due is breached without a 75% warning first.
 NO_LATE_WARNINGS = "no-warning-past-due"
-
-# An outage of the database or a sender delays the case; it never fails it.
-PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-# A batch of e-mails over a slow SMTP server may take a while; the heartbeat notices a dead worker.
-DELIVERY_TIMEOUT = timedelta(minutes=10)
 
 
 class ActionRefused(ApplicationError):
@@ -102,23 +91,19 @@ class CaseWorkflow(CaseActions):
         self._case: CaseStatus | None = None
         self._policy: Policy | None = None
         self._clocks: CaseClocks | None = None
-        self._seq = 0
+        self._journal = CaseJournal()
         if len(args) == 2 and args[1] is not None:
             carried = CarriedCase.model_validate(args[1])
-            self._case, self._policy, self._seq = carried.status, carried.policy, carried.seq
+            self._case, self._policy = carried.status, carried.policy
+            self._journal = CaseJournal(carried.seq)
             calendar = carried.status.ticket.customer.calendar
             self._clocks = clocks.clocks_for(carried.policy, carried.status.priority, calendar)
         elif len(args) > 1:
             self._invalid = f"invalid case input: expected one ticket, got {len(args)} arguments"
         else:
             self._case = self._new_case(args[0] if args else None)
-        self._synced = self._seq
-        self._unrecorded: list[TimelineEntry] = []
-        self._outbox: list[Notification] = []
-        self._published: search.Values = {}
         self._next: Due | None = None
         self._clocks_moved = False
-        self._deliveries: list[ActivityHandle[int]] = []
 
     def _new_case(self, ticket: Any) -> CaseStatus | None:
         """The case for a new ticket; None, with the reason kept, when the input is invalid."""
@@ -246,7 +231,7 @@ class CaseWorkflow(CaseActions):
         timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: done() or self._clocks_moved or bool(self._unrecorded or self._outbox),
+                lambda: done() or self._clocks_moved or self._journal.pending,
                 timeout=timeout,
                 timeout_summary=due.summary() if due else None,
             )
@@ -409,8 +394,8 @@ class CaseWorkflow(CaseActions):
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
         """Apply a validated action and answer with the case once its timeline entry is stored."""
         self._apply(rules.parse_action(name, payload))
-        seq = self._seq
-        await workflow.wait_condition(lambda: self._synced >= seq)
+        seq = self._journal.seq
+        await workflow.wait_condition(lambda: self._journal.written >= seq)
         return self.case
 
     def _apply(self, action: Action) -> None:
@@ -521,16 +506,7 @@ class CaseWorkflow(CaseActions):
         note: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> TimelineEntry:
-        self._seq += 1
-        extra = dict(data or {})
-        if note:
-            extra["note"] = note
-        entry = TimelineEntry(
-            seq=self._seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra
-        )
-        self.case.timeline.append(messages.shortened(entry))
-        self._unrecorded.append(entry)
-        return entry
+        return self._journal.record(self.case, type_, detail, actor=actor, note=note, data=data)
 
     def _notify(
         self,
@@ -541,69 +517,20 @@ class CaseWorkflow(CaseActions):
         channel: Channel | None = None,
         facts: Mapping[str, str] | None = None,
     ) -> None:
-        everything = messages.facts(self.case) | dict(facts or {})
-        for role in self.policy.routing.roles_for(kind, roles):
-            for r in messages.recipients(self.case, self.policy, role, channel):
-                self._outbox.append(
-                    Notification(
-                        dedupe_key=f"{self.case.workflow_id}:{entry.seq}:{kind}:{role.value}:{r.channel}",
-                        workflow_id=self.case.workflow_id,
-                        seq=entry.seq,
-                        kind=kind,
-                        channel=r.channel,
-                        role=role,
-                        recipient=r.address,
-                        facts=everything,
-                    )
-                )
+        self._journal.notify(self.case, self.policy, entry, kind, roles, channel=channel, facts=facts)
 
     async def _sync(self) -> None:
-        """Write out what the case did since the last step: timeline and case row, then notifications."""
-        while self._unrecorded or self._outbox:
-            events, self._unrecorded = self._unrecorded, []
-            outbox, self._outbox = self._outbox, []
-            if events:
-                await workflow.execute_activity_method(
-                    CaseStore.record_case,
-                    CaseRecord(
-                        workflow_id=self.case.workflow_id,
-                        seq=self._seq,
-                        status=self.case.model_copy(update={"timeline": []}),
-                        events=events,
-                    ),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=PATIENT,
-                    summary=f"Record {', '.join(dict.fromkeys(e.type for e in events))}",
-                )
-                self._synced = events[-1].seq
-            if outbox:
-                delivery = workflow.start_activity_method(
-                    Notifier.send_notifications,
-                    outbox,
-                    start_to_close_timeout=DELIVERY_TIMEOUT,
-                    heartbeat_timeout=timedelta(seconds=30),
-                    retry_policy=PATIENT,
-                    summary="Notify "
-                    + ", ".join(dict.fromkeys(f"{n.role.value} ({n.kind})" for n in outbox)),
-                )
-                if workflow.patched(DELIVER_IN_BACKGROUND):
-                    self._deliveries.append(delivery)
-                else:
-                    await delivery
-        del self.case.timeline[: -self.policy.timeline_window]
-        self._publish()
+        await self._journal.write_out(self.case, self.policy, self._next)
 
     async def _drain(self) -> None:
         """Before the run ends or continues as new: every handler done, everything written out and
         every notification delivered (or failed for good)."""
+        journal = self._journal
         while True:
             await self._sync()
-            while self._deliveries:
-                await self._deliveries.pop(0)
-            await workflow.wait_condition(
-                lambda: workflow.all_handlers_finished() or bool(self._unrecorded or self._outbox)
-            )
-            if workflow.all_handlers_finished() and not (self._unrecorded or self._outbox):
+            await journal.delivered()
+            await workflow.wait_condition(lambda: workflow.all_handlers_finished() or journal.pending)
+            if workflow.all_handlers_finished() and not journal.pending:
                 return
 
     def _history_is_long(self) -> bool:
@@ -620,18 +547,9 @@ class CaseWorkflow(CaseActions):
             "continuing as new", extra={"history_length": workflow.info().get_current_history_length()}
         )
         workflow.continue_as_new(
-            args=[self.case.ticket, CarriedCase(status=self.case, policy=self.policy, seq=self._seq)],
+            args=[self.case.ticket, CarriedCase(status=self.case, policy=self.policy, seq=self._journal.seq)],
             search_attributes=workflow.info().typed_search_attributes,
         )
-
-    def _publish(self) -> None:
-        """Keep the Web UI current: the search attributes and the case card in the current details."""
-        workflow.set_current_details(messages.card(self.case, self._next))
-        values = search.values_of(self.case)
-        changed = search.updates(self._published, values)
-        if changed:
-            workflow.upsert_search_attributes(changed)
-            self._published = values
 
     # Small helpers.
 
