@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import update_action
-from tests.cases import case_worker, round_the_clock_policy, settled, status_when, ticket
+from tests.cases import case_worker, quiet, round_the_clock_policy, settled, status_when, ticket
 from workflows.models import CloseReason, Phase
 
 SIGNALS = 5_000
@@ -34,10 +34,11 @@ async def test_five_thousand_signals_continue_as_new_and_close_with_the_full_tim
                 )
             )
         await notes_stored(pool, handle.id, SIGNALS)
-        await update_action(dev_env.client, ticket_id, "resolved", {"summary": "done"})
+        await quiet(handle, timeout=60)
+        await asyncio.wait_for(update_action(dev_env.client, ticket_id, "resolved", {"summary": "done"}), 60)
         await status_when(handle, lambda s: s.follow_up_sent_at is not None)
-        await update_action(dev_env.client, ticket_id, "customer_confirmed", {})
-        outcome = await handle.result()
+        await asyncio.wait_for(update_action(dev_env.client, ticket_id, "customer_confirmed", {}), 60)
+        outcome = await asyncio.wait_for(handle.result(), 60)
         status = await settled(handle, pool)
 
     assert outcome.close_reason is CloseReason.CONFIRMED
