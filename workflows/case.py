@@ -1,9 +1,9 @@
 """CaseWorkflow: one support ticket, from ingestion to confirmed closure.
 
 The run method is the lifecycle of the seed: ingest, triage, engage and contact the customer, work the
-milestones under the escalation clock, follow up, close. Actions arrive as signals; their handlers only
-change the case and queue timeline entries and notifications, and the lifecycle writes those out through
-activities at its next step.
+milestones under the escalation clock, follow up, close. Actions arrive as signals or updates
+(workflows/actions.py); their handlers only change the case and add to its journal (timeline entries,
+notifications), which the lifecycle writes out through activities at its next step (workflows/journal.py).
 """
 
 from __future__ import annotations
