@@ -447,7 +447,8 @@ class CaseWorkflow(CaseActions):
             case Cancel(reason=reason, by=by):
                 self._record("cancelled", reason, actor=by)
                 self._close(CloseReason.CANCELLED, reason)
-        clocks.refresh_due_instants(case, self.policy, self.clocks, now)
+        if rules.moves_clocks(action):
+            clocks.refresh_due_instants(case, self.policy, self.clocks, now)
         self._clocks_moved = True
 
     def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from workflows.clocks import Due
 from workflows.models import CaseStatus, Phase, TimelineEntry
@@ -58,9 +59,14 @@ def shortened(entry: TimelineEntry) -> TimelineEntry:
     """The copy of a timeline entry the case keeps in its state: long texts clipped, so the state stays
     small enough to continue as new; PostgreSQL keeps the full entry."""
 
-    def clip(text: str) -> str:
-        return text if len(text) <= STATE_TEXT_LIMIT else text[: STATE_TEXT_LIMIT - 1] + "…"
+    def long(value: Any) -> bool:
+        return isinstance(value, str) and len(value) > STATE_TEXT_LIMIT
 
+    def clip(text: str) -> str:
+        return text[: STATE_TEXT_LIMIT - 1] + "…" if long(text) else text
+
+    if not long(entry.detail) and not any(long(v) for v in entry.data.values()):
+        return entry
     data = {k: clip(v) if isinstance(v, str) else v for k, v in entry.data.items()}
     return entry.model_copy(update={"detail": clip(entry.detail), "data": data})
 

@@ -9,9 +9,11 @@ from pydantic import ValidationError
 from workflows.models import (
     ACTIONS,
     Action,
+    AddNote,
     Assign,
     CaseStatus,
     ChangePriority,
+    CustomerContacted,
     Milestone,
     MilestoneState,
     MilestoneVerified,
@@ -33,6 +35,15 @@ ALLOWED_PHASES: dict[str, frozenset[Phase]] = {
     "add_note": OPEN_PHASES,
     "cancel": OPEN_PHASES,
 }
+
+
+# Actions that change no due instant: a burst of notes costs no calendar arithmetic.
+CLOCK_NEUTRAL = (AddNote, Assign, CustomerContacted, MilestoneVerified)
+
+
+def moves_clocks(action: Action) -> bool:
+    """Whether `action` can move a due instant (it changes the priority, phase, engagement or a pause)."""
+    return not isinstance(action, CLOCK_NEUTRAL)
 
 
 class Refused(ValueError):
