@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import starter
 from stack.cases import CaseAlreadyExists, open_case, update_action
-from tests.cases import case_worker, status_when, ticket
+from tests.cases import case_worker, round_the_clock_policy, status_when, ticket
 from workflows.models import TASK_QUEUE, Phase
 
 
@@ -150,7 +150,7 @@ async def test_a_start_without_input_or_opened_in_the_future_fails_at_once(
 async def test_signals_with_no_or_several_payloads_never_fail_a_task(
     time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
 ) -> None:
-    async with case_worker(time_env, pool, task_queue) as cases:
+    async with case_worker(time_env, pool, task_queue, round_the_clock_policy()) as cases:
         handle = await cases.open(ticket(ticket_id, "P3"))
         await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
         raw = time_env.client.get_workflow_handle(handle.id)
