@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import asyncpg
-from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -85,7 +85,8 @@ async def workflow_tasks(client: Client, workflow_id: str) -> tuple[float, Count
                 cause = e.workflow_task_failed_event_attributes.cause
                 failures[WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")] += 1
             elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-                failures["TIMED_OUT"] += 1
+                kind = TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
+                failures[kind.removeprefix("TIMEOUT_TYPE_") + " timeout"] += 1
     return longest, failures
 
 
@@ -97,7 +98,29 @@ def report(label: str, signals: int, elapsed: float, longest: float, failures: C
     )
 
 
-async def main(signals: int) -> None:
+async def piled_up(client: Client, source: PolicySource, pool: asyncpg.Pool, signals: int) -> None:
+    piled = await engaged_case(client, source, pool)
+    await send_notes(client, piled, signals)
+    async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
+        started = time.perf_counter()
+        await notes_stored(pool, piled, signals)
+        elapsed = time.perf_counter() - started
+    tasks = await workflow_tasks(client, piled)
+    report("piled up (timed from the worker's start)", signals, elapsed, *tasks)
+
+
+async def live_flood(client: Client, source: PolicySource, pool: asyncpg.Pool, signals: int) -> None:
+    live = await engaged_case(client, source, pool)
+    async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
+        started = time.perf_counter()
+        await send_notes(client, live, signals)
+        await notes_stored(pool, live, signals)
+        elapsed = time.perf_counter() - started
+    tasks = await workflow_tasks(client, live)
+    report("live, 100 at a time (timed from the first signal)", signals, elapsed, *tasks)
+
+
+async def main(signals: int, bursts: str) -> None:
     pin_zone_rules()
     logs.configure(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,23 +130,10 @@ async def main(signals: int) -> None:
         client = env.client
         source = PolicySource(policy=round_the_clock_policy())
 
-        piled = await engaged_case(client, source, pool)
-        await send_notes(client, piled, signals)
-        async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
-            started = time.perf_counter()
-            await notes_stored(pool, piled, signals)
-            elapsed = time.perf_counter() - started
-        tasks = await workflow_tasks(client, piled)
-        report("piled up (timed from the worker's start)", signals, elapsed, *tasks)
-
-        live = await engaged_case(client, source, pool)
-        async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
-            started = time.perf_counter()
-            await send_notes(client, live, signals)
-            await notes_stored(pool, live, signals)
-            elapsed = time.perf_counter() - started
-        tasks = await workflow_tasks(client, live)
-        report("live, 100 at a time (timed from the first signal)", signals, elapsed, *tasks)
+        if bursts in ("piled", "both"):
+            await piled_up(client, source, pool, signals)
+        if bursts in ("live", "both"):
+            await live_flood(client, source, pool, signals)
         await env.shutdown()
         await pool.close()
 
@@ -133,4 +143,6 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--signals", type=int, default=5000)
-    asyncio.run(main(parser.parse_args().signals))
+    parser.add_argument("--bursts", choices=("piled", "live", "both"), default="both")
+    args = parser.parse_args()
+    asyncio.run(main(args.signals, args.bursts))
