@@ -77,11 +77,7 @@ async def test_a_holiday_moves_the_opening(
     case = (await rows(pool, "cases", handle.id))[0]
     assert (case["phase"], case["engaged_at"]) == ("queued", None)
     [note] = await rows(pool, "notifications", handle.id)
-    assert (
-        note["kind"] == "case_queued"
-        and "2026" in note["body"]
-        and tuesday_nine.strftime("%Y-%m-%d 09:00") in note["body"]
-    )
+    assert note["kind"] == "case_queued" and tuesday_nine.strftime("%Y-%m-%d 09:00") in note["body"]
 
 
 async def test_an_action_sent_right_after_opening_waits_for_triage(
