@@ -8,6 +8,7 @@ Listings read Temporal visibility (the case search attributes), so they need no 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 
@@ -148,9 +149,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     history.add_argument("--json", action="store_true", help="JSON for scripts")
 
 
+def output() -> Console:
+    """The terminal's width on a terminal; a wide page when written to a file or a pipe, where rich would
+    otherwise squeeze every table into 80 columns and drop some of them."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)
+    return console
+
+
 async def run_command(client: Client, args: argparse.Namespace, console: Console | None = None) -> int:
     """Run one of COMMANDS; 4 when the ticket has no case."""
-    out = console or Console()
+    out = console or output()
     if args.command == "list":
         query = build_query(
             args.priority,

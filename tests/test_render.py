@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console, RenderableType
 
-from stack import render
+from stack import render, views
 from stack.views import CaseRow, add_commands, build_query, quoted, rows_json, timeline_json
 from tests.cases import ticket
 from workflows.models import (
@@ -319,3 +319,14 @@ def test_list_flags() -> None:
     status = parse("status", "T-7", "--explain")
     assert (status.ticket_id, status.explain, status.json) == ("T-7", True, False)
     assert parse("history", "T-7", "--json").json is True
+
+
+def test_a_listing_written_to_a_pipe_is_not_squeezed_to_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = views.output()
+    assert not out.is_terminal and out.width == 200
+    with out.capture() as captured:
+        out.print(render.case_list(ROWS))
+    assert "2026-11-27 14:00:00 UTC" in captured.get()
+    monkeypatch.setenv("COLUMNS", "90")
+    assert views.output().width == 90
