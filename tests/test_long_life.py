@@ -97,6 +97,32 @@ async def test_signals_piled_up_during_a_worker_outage_are_all_taken_when_a_work
     assert set(timeouts) <= {TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START}
 
 
+async def test_a_pile_of_long_notes_bigger_than_one_payload_is_stored(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """250 notes of the longest allowed text make 2.5 MB, over Temporal's 2 MB payload limit: the case
+    writes them out in parts rather than failing its workflow task on every retry."""
+    piled, text = 250, "x" * 10_000
+    policy = round_the_clock_policy()
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await cases.open(ticket(ticket_id, "P3"))
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        await quiet(handle)
+    live = dev_env.client.get_workflow_handle(handle.id)
+    for start in range(0, piled, 50):
+        await asyncio.gather(*(live.signal("add_note", {"text": text}) for _ in range(start, start + 50)))
+    async with case_worker(dev_env, pool, task_queue, policy):
+        await notes_stored(pool, handle.id, piled, timeout=60)
+        await settled(handle, pool)
+
+    lengths = await pool.fetch(
+        "SELECT length(detail) AS n FROM case_events WHERE workflow_id = $1 AND type = 'note'", handle.id
+    )
+    assert [r["n"] for r in lengths] == [10_000] * piled
+    history = [e async for e in handle.fetch_history_events()]
+    assert not [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
 async def send_notes(client: Client, workflow_id: str, numbers: range) -> None:
     """One add_note signal per number, 100 in flight at a time."""
     live = client.get_workflow_handle(workflow_id)

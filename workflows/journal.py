@@ -31,6 +31,25 @@ DELIVERY_TIMEOUT = timedelta(minutes=10)
 # A notification channel that is down must not hold up a case's clocks: deliveries run beside the
 # lifecycle (cases started before this change replay their awaited deliveries).
 DELIVER_IN_BACKGROUND = "deliver-notifications-in-background"
+# Temporal refuses an activity input over 2 MB, and the workflow task that schedules one fails on every
+# retry: a burst of long entries is recorded in parts (cases started before this change replay one part).
+RECORD_IN_PARTS = "record-timeline-in-parts"
+PART_BYTES = 512 * 1024
+PART_ENTRIES = 500
+
+
+def in_parts(entries: list[TimelineEntry]) -> list[list[TimelineEntry]]:
+    """Consecutive runs of `entries`, each at most PART_ENTRIES long and about PART_BYTES of JSON."""
+    parts: list[list[TimelineEntry]] = [[]]
+    size = 0
+    for entry in entries:
+        n = len(entry.model_dump_json())
+        if parts[-1] and (size + n > PART_BYTES or len(parts[-1]) >= PART_ENTRIES):
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += n
+    return parts
 
 
 class CaseJournal:
@@ -101,20 +120,23 @@ class CaseJournal:
         while self.pending:
             entries, self._entries = self._entries, []
             outbox, self._outbox = self._outbox, []
-            if entries:
+            parts = in_parts(entries) if entries else []
+            if len(parts) > 1 and not workflow.patched(RECORD_IN_PARTS):
+                parts = [entries]
+            for part in parts:
                 await workflow.execute_activity_method(
                     CaseStore.record_case,
                     CaseRecord(
                         workflow_id=case.workflow_id,
-                        seq=self.seq,
+                        seq=self.seq if len(parts) == 1 else part[-1].seq,
                         status=case.model_copy(update={"timeline": []}),
-                        events=entries,
+                        events=part,
                     ),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=PATIENT,
-                    summary=f"Record {', '.join(dict.fromkeys(e.type for e in entries))}",
+                    summary=f"Record {', '.join(dict.fromkeys(e.type for e in part))}",
                 )
-                self.written = entries[-1].seq
+                self.written = part[-1].seq
             if outbox:
                 delivery = workflow.start_activity_method(
                     Notifier.send_notifications,
