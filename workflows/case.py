@@ -543,6 +543,7 @@ class CaseWorkflow(CaseActions):
 
     async def _continue_as_new(self) -> NoReturn:
         """Start a fresh history for a long-lived case: its state, clocks and deadlines carry over whole."""
+        clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         await self._drain()
         workflow.logger.info(
             "continuing as new", extra={"history_length": workflow.info().get_current_history_length()}
