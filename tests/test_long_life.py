@@ -87,6 +87,13 @@ async def test_signals_piled_up_during_a_worker_outage_are_all_taken_when_a_work
     history = [e async for e in handle.fetch_history_events()]
     signalled = [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert len(signalled) == piled
+    # Every signal was in history before the returning worker's first task: it took them all at once.
+    first_task = next(
+        e
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and e.event_id > signalled[0].event_id
+    )
+    assert signalled[-1].event_id < first_task.event_id
     assert not [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     # The only timeout allowed: the task first offered to the stopped worker's sticky queue.
     timeouts = [
