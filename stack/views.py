@@ -152,10 +152,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def output() -> Console:
     """The terminal's width on a terminal; a wide page when written to a file or a pipe, where rich would
     otherwise squeeze every table into 80 columns and drop some of them."""
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=200)
-    return console
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=200)
 
 
 async def run_command(client: Client, args: argparse.Namespace, console: Console | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -322,9 +323,11 @@ def test_list_flags() -> None:
 
 
 def test_a_listing_written_to_a_pipe_is_not_squeezed_to_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("COLUMNS", raising=False)
+    for name in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     out = views.output()
-    assert not out.is_terminal and out.width == 200
+    assert out.width == 200
     with out.capture() as captured:
         out.print(render.case_list(ROWS))
     assert "2026-11-27 14:00:00 UTC" in captured.get()
