@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from stack.cases import update_action
+from stack.cases import CASE_TASK_TIMEOUT, update_action
 from tests.cases import case_worker, quiet, round_the_clock_policy, settled, status_when, ticket
 from workflows.models import CloseReason, Phase
 
@@ -47,6 +47,8 @@ async def test_five_thousand_signals_continue_as_new_and_close_with_the_full_tim
     assert first_history[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     runs = [w async for w in dev_env.client.list_workflows(f'WorkflowId = "{handle.id}"')]
     assert len(runs) >= 2
+    latest = (await dev_env.client.get_workflow_handle(handle.id).describe()).raw_description
+    assert latest.execution_config.default_workflow_task_timeout.ToTimedelta() == CASE_TASK_TIMEOUT
 
     seqs = [
         r["seq"]
