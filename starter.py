@@ -16,16 +16,20 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from activities import attention
 from activities.database import connect as connect_database
 from activities.reporting import parse_since, report_command
-from stack import logs, views
+from stack import logs, render, views
 from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
 from stack.embedded import start_postgres
@@ -92,6 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
     output.add_argument("--csv", dest="fmt", action="store_const", const="csv")
 
+    outbox = commands.add_parser("notifications", help="notifications an operator must look at")
+    outbox.add_argument(
+        "--state",
+        action="append",
+        choices=("unknown", "failed", "sending", "pending"),
+        help="repeatable (default: unknown and failed)",
+    )
+    outbox.add_argument("--ticket", help="one case's notifications")
+    outbox.add_argument("--limit", type=int, default=100)
+    outbox.add_argument("--json", action="store_true", help="JSON for scripts")
+    settle = commands.add_parser(
+        "settle-notification", help="record what happened to an e-mail in doubt (state unknown)"
+    )
+    settle.add_argument("dedupe_key")
+    verdict = settle.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--sent", dest="verdict", action="store_const", const="sent")
+    verdict.add_argument("--failed", dest="verdict", action="store_const", const="failed")
+    settle.add_argument("--by", required=True, help="who checked the provider")
+    settle.add_argument("--note", help="what the provider showed")
+
     for action, model in ACTIONS.items():
         sub = commands.add_parser(action, help=f"send the {action} action")
         sub.add_argument("ticket_id")
@@ -127,6 +151,8 @@ async def run(args: argparse.Namespace) -> int:
 
     if args.command == "report":
         return await _report(settings, args.since, args.fmt)
+    if args.command in ("notifications", "settle-notification"):
+        return await _outbox(settings, args)
 
     payload: dict[str, Any] = {}
     if args.command in ACTIONS:
@@ -174,21 +200,50 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _report(settings: Settings, since_text: str, fmt: Literal["table", "json", "csv"]) -> int:
-    """The report reads PostgreSQL only: the configured one, or the embedded one `make run` keeps."""
-    try:
-        since = parse_since(since_text)
-    except ValueError as err:
-        print(f"refused: {err}", file=sys.stderr)
-        return 2
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The configured PostgreSQL, or the embedded one `make run` keeps."""
     url = settings.database_url
     if url is None:
         url = await asyncio.to_thread(start_postgres, settings.data_dir / "postgres")
     pool = await connect_database(url, max_size=2)
     try:
-        print(await report_command(pool, since, fmt), end="")
+        yield pool
     finally:
         await pool.close()
+
+
+async def _report(settings: Settings, since_text: str, fmt: Literal["table", "json", "csv"]) -> int:
+    """The report reads PostgreSQL only."""
+    try:
+        since = parse_since(since_text)
+    except ValueError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
+    async with _database(settings) as pool:
+        print(await report_command(pool, since, fmt), end="")
+    return 0
+
+
+async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    """List the notifications needing an operator, or record a verdict on one in doubt."""
+    async with _database(settings) as pool:
+        if args.command == "settle-notification":
+            try:
+                row = await attention.settle(pool, args.dedupe_key, args.verdict, by=args.by, note=args.note)
+            except attention.NotSettled as refusal:
+                print(f"refused: {refusal}", file=sys.stderr)
+                return 2
+            print(f"{row.dedupe_key} is now {row.state}")
+            return 0
+        workflow_id = case_workflow_id(args.ticket) if args.ticket else None
+        rows = await attention.needing_attention(
+            pool, tuple(args.state or ("unknown", "failed")), workflow_id=workflow_id, limit=args.limit
+        )
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        views.output().print(render.outbox_rows(rows))
     return 0
 
 

@@ -127,12 +127,12 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:2000]
 
 
-def _entry(claim: str, outcome: str, **details: Any) -> str:
+def attempt_entry(claim: str, outcome: str, **details: Any) -> str:
     at = datetime.now(UTC).isoformat(timespec="milliseconds")
     return json.dumps({"at": at, "claim": claim, "outcome": outcome, **details})
 
 
-def _append(param: str) -> str:
+def append_to_log(param: str) -> str:
     """SQL that appends one JSON entry to the row's attempt log, dropping the oldest past the limit."""
     return (
         f"attempt_log = (CASE WHEN jsonb_array_length(attempt_log) >= {ATTEMPT_LOG_LIMIT}"
@@ -151,21 +151,21 @@ UPDATE notifications SET state = 'sending', attempts = attempts + 1, claimed_at 
 WHERE dedupe_key = $1 AND state = 'pending' RETURNING *
 """
 _RECLAIM = f"""
-UPDATE notifications SET attempts = attempts + 1, claimed_at = now(), claimed_by = $2, {_append("$4")}
+UPDATE notifications SET attempts = attempts + 1, claimed_at = now(), claimed_by = $2, {append_to_log("$4")}
 WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by IS NOT DISTINCT FROM $3 RETURNING *
 """
 _ABANDON = f"""
-UPDATE notifications SET state = 'unknown', last_error = $3, settled_at = now(), {_append("$4")}
+UPDATE notifications SET state = 'unknown', last_error = $3, settled_at = now(), {append_to_log("$4")}
 WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by IS NOT DISTINCT FROM $2
 """
 _SENT = f"""
 UPDATE notifications SET state = 'sent', sent_at = now(), settled_at = now(), provider_id = $2,
-    {_append("$3")}
+    {append_to_log("$3")}
 WHERE dedupe_key = $1 AND state IN ('sending', 'unknown')
 """
 _SETTLE = f"""
 UPDATE notifications SET state = $3, last_error = $4,
-    settled_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END, {_append("$5")}
+    settled_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END, {append_to_log("$5")}
 WHERE dedupe_key = $1 AND state = 'sending' AND claimed_by = $2
 """
 
@@ -262,7 +262,7 @@ class Notifier:
             await self._settle(key, claim, "pending", "transient", err)
             bound.warning("notification not delivered; will retry", error=_error(err))
             raise
-        entry = _entry(claim, "sent", provider_id=provider_id)
+        entry = attempt_entry(claim, "sent", provider_id=provider_id)
         await self._pool.execute(_SENT, key, provider_id, entry)
         bound.info("notification sent", provider_id=provider_id)
         return 1
@@ -282,17 +282,19 @@ class Notifier:
         previous = row["claimed_by"]
         if isinstance(self._send, ReplaySafe) and self._send.replay_safe(row["channel"]):
             bound.warning("notification in doubt; re-sending with its idempotency key", dedupe_key=key)
-            entry = _entry(claim, "replay", previous=previous)
+            entry = attempt_entry(claim, "replay", previous=previous)
             replayed: asyncpg.Record | None = await self._pool.fetchrow(_RECLAIM, key, claim, previous, entry)
             return replayed
         error = f"in doubt: attempt {previous} stopped mid-send at {row['claimed_at']:%Y-%m-%d %H:%M:%S%z}"
-        await self._pool.execute(_ABANDON, key, previous, error, _entry(claim, "abandoned", error=error))
+        entry = attempt_entry(claim, "abandoned", error=error)
+        await self._pool.execute(_ABANDON, key, previous, error, entry)
         bound.error("notification in doubt; left for an operator", dedupe_key=key, previous=previous)
         return None
 
     async def _settle(self, key: str, claim: str, state: str, outcome: str, err: Exception) -> None:
         error = _error(err)
-        await self._pool.execute(_SETTLE, key, claim, state, error, _entry(claim, outcome, error=error))
+        entry = attempt_entry(claim, outcome, error=error)
+        await self._pool.execute(_SETTLE, key, claim, state, error, entry)
 
     @asynccontextmanager
     async def _heartbeats(self) -> AsyncIterator[None]:

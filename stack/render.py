@@ -16,6 +16,7 @@ from rich.text import Text
 from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
 
 if TYPE_CHECKING:
+    from activities.attention import OutboxRow
     from stack.views import CaseRow
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
@@ -280,5 +281,37 @@ def case_list(rows: list[CaseRow], query: str | None = None) -> Table:
             _flag(row.escalated, "bold red"),
             _flag(row.breached, "bold red"),
             stamp(row.opened_at),
+        )
+    return table
+
+
+def outbox_rows(rows: list[OutboxRow]) -> Table:
+    """Notifications needing an operator, one line each, with the key `settle-notification` takes."""
+    table = Table(
+        title=f"{len(rows)} notification{'s' if len(rows) != 1 else ''}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in (
+        "dedupe key",
+        "state",
+        "channel",
+        "recipient",
+        "subject",
+        "attempts",
+        "created",
+        "last error",
+    ):
+        table.add_column(name, no_wrap=name in ("dedupe key", "state", "created"))
+    for r in rows:
+        table.add_row(
+            r.dedupe_key,
+            _styled(r.state, "bold red" if r.state in ("unknown", "failed") else ""),
+            r.channel,
+            r.recipient,
+            r.subject,
+            str(r.attempts),
+            stamp(r.created_at),
+            r.last_error or "-",
         )
     return table

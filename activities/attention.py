@@ -1,0 +1,87 @@
+"""Notifications an operator must look at, and the operator's verdict on one in doubt.
+
+An e-mail whose send was interrupted is parked `unknown`: the provider may hold it and cannot drop a copy,
+so the system never sends it again by itself. The operator checks the provider (the Message-ID derives
+from the dedupe key) and records what happened; a failed row shows what went wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+from pydantic import BaseModel
+
+from activities.notifications import append_to_log, attempt_entry
+
+AttentionState = Literal["unknown", "failed", "sending", "pending"]
+Verdict = Literal["sent", "failed"]
+
+
+class OutboxRow(BaseModel):
+    """One outbox row, as an operator reads it."""
+
+    dedupe_key: str
+    workflow_id: str
+    kind: str
+    channel: str
+    role: str
+    recipient: str
+    subject: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class NotSettled(ValueError):
+    """The row is not there, or not in doubt: only an `unknown` row takes a verdict."""
+
+
+_COLUMNS = (
+    "dedupe_key, workflow_id, kind, channel, role, recipient, subject, state, attempts, last_error, "
+    "created_at, settled_at"
+)
+
+
+async def needing_attention(
+    pool: asyncpg.Pool,
+    states: tuple[AttentionState, ...] = ("unknown", "failed"),
+    *,
+    workflow_id: str | None = None,
+    limit: int = 100,
+) -> list[OutboxRow]:
+    """Rows in `states`, oldest first, for one case or all."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM notifications WHERE state = ANY($1::text[])"
+        " AND ($2::text IS NULL OR workflow_id = $2) ORDER BY created_at, dedupe_key LIMIT $3",
+        list(states),
+        workflow_id,
+        limit,
+    )
+    return [OutboxRow.model_validate(dict(r)) for r in rows]
+
+
+async def settle(
+    pool: asyncpg.Pool, dedupe_key: str, verdict: Verdict, *, by: str, note: str | None = None
+) -> OutboxRow:
+    """Record the operator's verdict on an `unknown` row, with who gave it, in the row's attempt log."""
+    entry = attempt_entry("operator", f"settled {verdict}", by=by, note=note)
+    row = await pool.fetchrow(
+        f"UPDATE notifications SET state = $2, settled_at = now(),"
+        f" sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END,"
+        f" last_error = CASE WHEN $2 = 'failed' THEN $4 ELSE last_error END, {append_to_log('$3')}"
+        f" WHERE dedupe_key = $1 AND state = 'unknown' RETURNING {_COLUMNS}",
+        dedupe_key,
+        verdict,
+        entry,
+        f"settled failed by {by}" + (f": {note}" if note else ""),
+    )
+    if row is None:
+        state = await pool.fetchval("SELECT state FROM notifications WHERE dedupe_key = $1", dedupe_key)
+        if state is None:
+            raise NotSettled(f"no notification with dedupe key {dedupe_key!r}")
+        raise NotSettled(f"notification {dedupe_key!r} is {state}; only an unknown one takes a verdict")
+    return OutboxRow.model_validate(dict(row))
