@@ -35,28 +35,11 @@ from activities.policy_source import PolicySource
 from stack import logs
 from stack.cases import case_status, open_case
 from stack.embedded import start_dev_server, start_postgres
-from tests.cases import round_the_clock_policy, ticket
+from tests.cases import notes_stored, round_the_clock_policy, send_notes, ticket
 from worker import build_worker, pin_zone_rules
 from workflows.models import Phase
 
 TASK_QUEUE = "bench-burst"
-
-
-async def send_notes(client: Client, workflow_id: str, count: int) -> None:
-    handle = client.get_workflow_handle(workflow_id)
-    for start in range(0, count, 100):
-        await asyncio.gather(
-            *(
-                handle.signal("add_note", {"text": f"note {n}", "by": "bench"})
-                for n in range(start, min(count, start + 100))
-            )
-        )
-
-
-async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int) -> None:
-    query = "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'"
-    while await pool.fetchval(query, workflow_id) < count:
-        await asyncio.sleep(0.05)
 
 
 async def engaged_case(client: Client, source: PolicySource, pool: asyncpg.Pool) -> str:
@@ -100,10 +83,10 @@ def report(label: str, signals: int, elapsed: float, longest: float, failures: C
 
 async def piled_up(client: Client, source: PolicySource, pool: asyncpg.Pool, signals: int) -> None:
     piled = await engaged_case(client, source, pool)
-    await send_notes(client, piled, signals)
+    await send_notes(client, piled, range(signals))
     async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
         started = time.perf_counter()
-        await notes_stored(pool, piled, signals)
+        await notes_stored(pool, piled, signals, timeout=600)
         elapsed = time.perf_counter() - started
     tasks = await workflow_tasks(client, piled)
     report("piled up (timed from the worker's start)", signals, elapsed, *tasks)
@@ -113,8 +96,8 @@ async def live_flood(client: Client, source: PolicySource, pool: asyncpg.Pool, s
     live = await engaged_case(client, source, pool)
     async with build_worker(client, pool, task_queue=TASK_QUEUE, policy=source):
         started = time.perf_counter()
-        await send_notes(client, live, signals)
-        await notes_stored(pool, live, signals)
+        await send_notes(client, live, range(signals))
+        await notes_stored(pool, live, signals, timeout=600)
         elapsed = time.perf_counter() - started
     tasks = await workflow_tasks(client, live)
     report("live, 100 at a time (timed from the first signal)", signals, elapsed, *tasks)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import Sender, log_sink
@@ -158,4 +158,22 @@ async def quiet(handle: WorkflowHandle[CaseWorkflow, Any], timeout: float = 15) 
         calm = 0 if busy else calm + 1
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the case never went quiet")
+        await asyncio.sleep(0.05)
+
+
+async def send_notes(client: Client, workflow_id: str, numbers: range, text: str | None = None) -> None:
+    """One add_note signal per number (`text`, or "note <n>"), 100 in flight at a time."""
+    live = client.get_workflow_handle(workflow_id)
+    for start in range(0, len(numbers), 100):
+        await asyncio.gather(
+            *(live.signal("add_note", {"text": text or f"note {n}"}) for n in numbers[start:][:100])
+        )
+
+
+async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout: float = 120) -> None:
+    """Until `count` notes of the case are in PostgreSQL; fails after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'"
+    while await pool.fetchval(query, workflow_id) < count:
+        assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
         await asyncio.sleep(0.05)

@@ -8,11 +8,19 @@ import asyncio
 import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType, TimeoutType
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import CASE_TASK_TIMEOUT, update_action
-from tests.cases import case_worker, quiet, round_the_clock_policy, settled, status_when, ticket
+from tests.cases import (
+    case_worker,
+    notes_stored,
+    quiet,
+    round_the_clock_policy,
+    send_notes,
+    settled,
+    status_when,
+    ticket,
+)
 from workflows.models import CloseReason, Phase
 
 SIGNALS = 5_000
@@ -117,9 +125,7 @@ async def test_a_pile_of_long_notes_bigger_than_one_payload_is_stored(
         handle = await cases.open(ticket(ticket_id, "P3"))
         await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
         await quiet(handle)
-    live = dev_env.client.get_workflow_handle(handle.id)
-    for start in range(0, piled, 50):
-        await asyncio.gather(*(live.signal("add_note", {"text": text}) for _ in range(start, start + 50)))
+    await asyncio.wait_for(send_notes(dev_env.client, handle.id, range(piled), text), 60)
     async with case_worker(dev_env, pool, task_queue, policy):
         await notes_stored(pool, handle.id, piled, timeout=60)
         await settled(handle, pool)
@@ -130,20 +136,3 @@ async def test_a_pile_of_long_notes_bigger_than_one_payload_is_stored(
     assert [r["n"] for r in lengths] == [10_000] * piled
     history = [e async for e in handle.fetch_history_events()]
     assert not [e for e in history if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-
-
-async def send_notes(client: Client, workflow_id: str, numbers: range) -> None:
-    """One add_note signal per number, 100 in flight at a time."""
-    live = client.get_workflow_handle(workflow_id)
-    for start in range(0, len(numbers), 100):
-        await asyncio.gather(
-            *(live.signal("add_note", {"text": f"note {n}", "by": "load"}) for n in numbers[start:][:100])
-        )
-
-
-async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout: float = 120) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    query = "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'"
-    while await pool.fetchval(query, workflow_id) < count:
-        assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
-        await asyncio.sleep(0.2)

@@ -128,7 +128,7 @@ class CaseJournal:
                     CaseStore.record_case,
                     CaseRecord(
                         workflow_id=case.workflow_id,
-                        seq=self.seq if len(parts) == 1 else part[-1].seq,
+                        seq=part[-1].seq,
                         status=case.model_copy(update={"timeline": []}),
                         events=part,
                     ),
