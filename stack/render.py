@@ -50,9 +50,8 @@ def span(d: timedelta) -> str:
     days, rest = divmod(total, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    text = "".join(parts) or f"{seconds}s"
-    return text if not seconds or not parts else f"{text}{seconds}s"
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"
 
 
 def relative(instant: datetime, now: datetime) -> str:

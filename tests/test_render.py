@@ -333,3 +333,11 @@ def test_a_listing_written_to_a_pipe_is_not_squeezed_to_80_columns(monkeypatch: 
     assert "2026-11-27 14:00:00 UTC" in captured.get()
     monkeypatch.setenv("COLUMNS", "90")
     assert views.output().width == 90
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (20, "20s"), (90, "1m30s"), (3600, "1h"), (3 * 86_400 + 7_205, "3d2h5s")],
+)
+def test_span_names_each_unit_once(seconds: int, text: str) -> None:
+    assert render.span(timedelta(seconds=seconds)) == text
