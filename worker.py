@@ -26,9 +26,10 @@ from activities.sender_config import senders_from_env
 from activities.standup import StandupActivities
 from stack import logs
 from stack.embedded import running_stack
-from stack.schedules import ensure_standup_schedule
+from stack.schedules import ensure_outbox_relay_schedule, ensure_standup_schedule
 from stack.settings import Settings
 from workflows.case import CaseWorkflow
+from workflows.outbox_relay import OutboxRelayWorkflow
 from workflows.policy import Policy, load_policy
 from workflows.standup import StandupDigestWorkflow
 
@@ -66,13 +67,17 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CaseWorkflow, StandupDigestWorkflow],
+        workflows=[CaseWorkflow, StandupDigestWorkflow, OutboxRelayWorkflow],
         activities=[
             policy.current_policy,
+            store.record_changes,
+            notifier.deliver,
+            notifier.relay_outbox,
+            standup.collect_standup_digest,
+            # Cases opened before their journal was written beside the lifecycle still call these.
             store.record_case,
             store.open_tech_lead_ticket,
             notifier.send_notifications,
-            standup.collect_standup_digest,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=workflow_runner(),
@@ -99,6 +104,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 await ensure_standup_schedule(
                     stack.client, policy or load_policy(settings.policy_file), settings.task_queue
                 )
+            await ensure_outbox_relay_schedule(stack.client, settings.task_queue)
             worker = build_worker(
                 stack.client, pool, task_queue=settings.task_queue, policy=source, sender=senders
             )

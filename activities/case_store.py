@@ -1,20 +1,26 @@
-"""Case persistence: the current case row, its append-only timeline and Tech Lead tickets.
+"""Case persistence: the current case row, its append-only timeline, Tech Lead tickets and outbox rows.
 
-Every write is keyed by the workflow id and the event sequence number, so a retried activity or a
-worker that crashed after committing writes nothing twice, and a late retry never rolls a case back.
+Every write is keyed by the case's life and the event sequence number, so a retried activity or a worker
+that crashed after committing writes nothing twice, and a late retry never rolls a case back. Every text
+is made storable first (no NUL, no lone surrogate); a value PostgreSQL still refuses (a data error, which
+no retry fixes) is stored in a safe form, marked with the reason, and the case goes on.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from activities.database import Connection
+from activities.notifications import PENDING_KEYS, Notification, write_outbox
 from workflows.models import CaseStatus, Priority, TimelineEntry
+from workflows.safe_text import clipped, one_line, storable
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +37,9 @@ class CaseRecord(BaseModel):
 class TechLeadTicket(BaseModel):
     ticket_key: str
     workflow_id: str
+    life: str = ""
+    seq: int = 0
+    """The timeline entry that raised it."""
     engagement: int
     level: str
     priority: Priority
@@ -39,8 +48,119 @@ class TechLeadTicket(BaseModel):
     raised_at: datetime
 
 
+class CaseChanges(BaseModel):
+    """One batch of a case's changes, stored in one transaction: the case row as of `seq`, the new
+    timeline entries, and the Tech Lead tickets and notifications they raised."""
+
+    workflow_id: str
+    life: str = ""
+    seq: int
+    as_of: datetime
+    status: CaseStatus
+    events: list[TimelineEntry] = Field(default_factory=list)
+    tickets: list[TechLeadTicket] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+
+
 def _snapshot(status: CaseStatus) -> str:
-    return status.model_dump_json(exclude={"timeline"})
+    return json.dumps(storable(status.model_dump(mode="json", exclude={"timeline"})))
+
+
+_UPSERT_CASE = """
+INSERT INTO cases (workflow_id, ticket_id, priority, phase, customer_account, customer_name,
+    subject, assignee, opened_at, engaged_at, resolved_at, closed_at, close_reason,
+    escalated, sla_breached, on_standup, last_seq, snapshot, life, as_of)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (workflow_id) DO UPDATE SET
+    priority = EXCLUDED.priority, phase = EXCLUDED.phase, assignee = EXCLUDED.assignee,
+    customer_account = EXCLUDED.customer_account, customer_name = EXCLUDED.customer_name,
+    subject = EXCLUDED.subject, opened_at = EXCLUDED.opened_at,
+    engaged_at = EXCLUDED.engaged_at, resolved_at = EXCLUDED.resolved_at,
+    closed_at = EXCLUDED.closed_at, close_reason = EXCLUDED.close_reason,
+    escalated = EXCLUDED.escalated, sla_breached = EXCLUDED.sla_breached,
+    on_standup = EXCLUDED.on_standup, last_seq = EXCLUDED.last_seq,
+    snapshot = EXCLUDED.snapshot, life = EXCLUDED.life, as_of = EXCLUDED.as_of, updated_at = now()
+WHERE (cases.life = EXCLUDED.life AND cases.last_seq <= EXCLUDED.last_seq)
+   OR (cases.life <> EXCLUDED.life AND (cases.as_of IS NULL OR cases.as_of < EXCLUDED.as_of))
+"""
+_INSERT_EVENT = """
+INSERT INTO case_events (workflow_id, life, seq, at, type, actor, detail, data, storage_error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (workflow_id, life, seq) DO NOTHING
+"""
+_INSERT_TICKET = """
+INSERT INTO escalations (ticket_key, workflow_id, life, engagement, level, priority, assignee, reason,
+    raised_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING
+"""
+
+
+def _case_row(c: CaseChanges, snapshot: str | None = None) -> tuple[Any, ...]:
+    s = c.status
+    return tuple(
+        storable(v)
+        for v in (
+            c.workflow_id,
+            s.ticket.ticket_id,
+            s.priority.value,
+            s.phase.value,
+            s.ticket.customer.account_id,
+            s.ticket.customer.name,
+            s.ticket.subject,
+            s.assignee,
+            s.opened_at,
+            s.engaged_at,
+            s.resolved_at,
+            s.closed_at,
+            s.close_reason.value if s.close_reason else None,
+            s.escalated,
+            s.sla_breached,
+            s.on_standup,
+            c.seq,
+            _snapshot(s) if snapshot is None else snapshot,
+            c.life,
+            c.as_of,
+        )
+    )
+
+
+def _event_row(c: CaseChanges, e: TimelineEntry, error: str | None = None) -> tuple[Any, ...]:
+    """The entry as stored; after a data error, its texts in an escaped, bounded form, and why."""
+    if error is None:
+        detail, actor, data = storable(e.detail), storable(e.actor), json.dumps(storable(e.data), default=str)
+    else:
+        detail = clipped(ascii(e.detail)[1:-1], 10_000)
+        actor = clipped(ascii(e.actor)[1:-1], 200) if e.actor else None
+        data = json.dumps({"unstored": clipped(ascii(e.data), 10_000)})
+    return (c.workflow_id, c.life, e.seq, e.at, storable(e.type), actor, detail, data, error)
+
+
+def _ticket_row(t: TechLeadTicket) -> tuple[Any, ...]:
+    return tuple(
+        storable(v)
+        for v in (
+            t.ticket_key,
+            t.workflow_id,
+            t.life,
+            t.engagement,
+            t.level,
+            t.priority.value,
+            t.assignee,
+            t.reason,
+            t.raised_at,
+        )
+    )
+
+
+async def _attempt(conn: Connection, sql: str, row: tuple[Any, ...]) -> tuple[str, str | None]:
+    """Run `sql` in a savepoint: (its status, None), or ("", why) when PostgreSQL refuses the data,
+    which no retry fixes."""
+    try:
+        async with conn.transaction():
+            return await conn.execute(sql, *row), None
+    except asyncpg.DataError as err:
+        return "", one_line(f"{type(err).__name__}: {err}", 500)
 
 
 class CaseStore:
@@ -50,8 +170,38 @@ class CaseStore:
         self._pool = pool
 
     @activity.defn
+    async def record_changes(self, changes: CaseChanges) -> list[str]:
+        """Store one batch of a case's changes in one transaction; returns the dedupe keys of its
+        notifications still to be delivered."""
+        c = changes
+        bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
+        damaged: list[str] = []
+        inserted = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            _, refused = await _attempt(conn, _UPSERT_CASE, _case_row(c))
+            if refused:
+                damaged.append(f"case row: {refused}")
+                await conn.execute(_UPSERT_CASE, *_case_row(c, snapshot="{}"))
+            for e in c.events:
+                status, refused = await _attempt(conn, _INSERT_EVENT, _event_row(c, e))
+                if refused:
+                    damaged.append(f"entry {e.seq}: {refused}")
+                    status = await conn.execute(_INSERT_EVENT, *_event_row(c, e, refused))
+                inserted += status.endswith(" 1")
+            for t in c.tickets:
+                await conn.execute(_INSERT_TICKET, *_ticket_row(t))
+            await write_outbox(conn, c.notifications, bound)
+            keys = [n.dedupe_key for n in c.notifications]
+            pending = {r["dedupe_key"] for r in await conn.fetch(PENDING_KEYS, keys)} if keys else set()
+        if damaged:
+            bound.error("stored in a safe form after a data error", damaged=damaged)
+        bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
+        return [k for k in keys if k in pending]
+
+    @activity.defn
     async def record_case(self, record: CaseRecord) -> int:
-        """Upsert the case row and append timeline entries; returns the number of new entries."""
+        """Upsert the case row and append timeline entries; returns the number of new entries. Cases
+        opened before `record_changes` still call it; their rows belong to the legacy life ''."""
         s = record.status
         bound = log.bind(workflow_id=record.workflow_id, ticket_id=s.ticket.ticket_id, seq=record.seq)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -95,7 +245,7 @@ class CaseStore:
                     """
                     INSERT INTO case_events (workflow_id, seq, at, type, actor, detail, data)
                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (workflow_id, seq) DO NOTHING
+                    ON CONFLICT (workflow_id, life, seq) DO NOTHING
                     """,
                     record.workflow_id,
                     e.seq,

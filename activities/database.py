@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_LOCK = 0x0AB4_CA5E
+
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection | PoolConnectionProxy
+"""A connection of its own or one borrowed from the pool: activities write through either."""
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -1,10 +1,12 @@
 """Notifications: rendered from templates, written to the outbox, then delivered at most once.
 
-The outbox row's dedupe key comes from the workflow id and the event sequence number, so a retried
-activity finds the row already there. Around each send the row moves `pending -> sending -> sent`
-(or `failed`, or back to `pending` for a retry); a row an earlier attempt left in `sending` is in doubt:
-it is sent again only through a sender that hands the provider the dedupe key as an idempotency key,
-and is otherwise parked as `unknown` for an operator.
+The outbox row's dedupe key comes from the case's life and the event sequence number, so a retried
+activity finds the row already there. Rows are written with the case's timeline (CaseStore.record_changes)
+and delivered by key (`deliver`); what a case leaves behind, the relay delivers (`relay_outbox`, run by a
+Temporal Schedule). Around each send the row moves `pending -> sending -> sent` (or `failed`, or back
+to `pending` for a retry); a row left in `sending` by a deliverer that is gone is in doubt: it is sent
+again only through a sender that hands the provider the dedupe key as an idempotency key, and is
+otherwise parked as `unknown` for an operator.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.database import Connection
 from workflows.policy import Channel, Role
+from workflows.safe_text import one_line, storable
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +41,10 @@ _templates = jinja2.Environment(
 
 # Enough history to explain a stuck row without letting a days-long outage grow it without bound.
 ATTEMPT_LOG_LIMIT = 50
+# A claim older than this belongs to a deliverer that is gone: a live one sends a message in seconds.
+CLAIM_TTL = timedelta(minutes=2)
+# The relay takes a pending row once nobody has tried it for this long.
+RELAY_AFTER = timedelta(minutes=2)
 
 
 class Notification(BaseModel):
@@ -44,6 +52,7 @@ class Notification(BaseModel):
 
     dedupe_key: str
     workflow_id: str
+    life: str = ""
     seq: int
     kind: str
     channel: Channel
@@ -95,6 +104,11 @@ class TransientFailure(Exception):
         self.retry_after = retry_after
 
 
+class CredentialsRefused(TransientFailure):
+    """The provider refused our credentials (HTTP 401/403, SMTP AUTH): nothing was sent, and only an
+    operator fixing the key or password makes it work; retried with backoff and shown to operators."""
+
+
 class DeliveryInDoubt(Exception):
     """The provider may have accepted the message and cannot recognise a second copy (SMTP after DATA)."""
 
@@ -124,7 +138,19 @@ async def log_sink(message: Message) -> None:
 
 
 def _error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"[:2000]
+    return one_line(f"{type(err).__name__}: {err}", 2000)
+
+
+# Errors of the message itself (a header, an encoding, a template): no retry can fix them.
+DATA_ERRORS = (ValueError, TypeError, LookupError, jinja2.TemplateError)
+
+
+class RelayReport(BaseModel):
+    """What one pass of the outbox relay did."""
+
+    delivered: int = 0
+    retry_later: int = 0
+    looked_at: int = 0
 
 
 def attempt_entry(claim: str, outcome: str, **details: Any) -> str:
@@ -140,12 +166,78 @@ def append_to_log(param: str) -> str:
     )
 
 
-_INSERT = """
+INSERT_OUTBOX = """
 INSERT INTO notifications (dedupe_key, workflow_id, seq, kind, channel, role, recipient, subject, body,
-    html, facts, state, last_error)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)
+    html, facts, state, last_error, life)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)
 ON CONFLICT (dedupe_key) DO NOTHING
 """
+PENDING_KEYS = "SELECT dedupe_key FROM notifications WHERE dedupe_key = ANY($1::text[]) AND state = 'pending'"
+_LEFT_BEHIND = """
+SELECT dedupe_key FROM notifications
+WHERE (state = 'pending' AND coalesce(claimed_at, created_at) < now() - $1::interval)
+   OR (state = 'sending' AND claimed_at < now() - $2::interval)
+ORDER BY created_at LIMIT $3
+"""
+
+
+def outbox_row(n: Notification, bound: structlog.typing.FilteringBoundLogger) -> tuple[Any, ...]:
+    """The outbox row of one notification, rendered and safe to store. A template that cannot render is
+    a bug no retry fixes, so its row is written `failed` rather than blocking the case."""
+    facts = storable(n.facts)
+    state, error, html = "pending", None, None
+    try:
+        subject, body = render(n.kind, facts)
+        html = render_html(n.kind, facts, subject)
+    except DATA_ERRORS as err:
+        subject, body, state, error = f"[{n.kind}]", "", "failed", _error(err)
+        bound.error("notification template failed", kind=n.kind, error=error)
+    return tuple(
+        storable(v)
+        for v in (
+            n.dedupe_key,
+            n.workflow_id,
+            n.seq,
+            n.kind,
+            n.channel,
+            n.role.value,
+            n.recipient,
+            one_line(subject, 998),
+            body,
+            html,
+            json.dumps(facts),
+            state,
+            error,
+            n.life,
+        )
+    )
+
+
+async def write_outbox(
+    conn: Connection, batch: list[Notification], bound: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Every row of `batch` in the outbox (an existing one is kept as it is). A row PostgreSQL refuses
+    for its data is written `failed` with the reason, without its facts, so the case goes on."""
+    if not batch:
+        return
+    try:
+        async with conn.transaction():
+            await conn.executemany(INSERT_OUTBOX, [outbox_row(n, bound) for n in batch])
+        return
+    except asyncpg.DataError:
+        pass
+    for n in batch:
+        try:
+            async with conn.transaction():
+                await conn.execute(INSERT_OUTBOX, *outbox_row(n, bound))
+        except asyncpg.DataError as err:
+            reason = f"not storable: {_error(err)}"
+            bound.error("notification not storable; written failed", dedupe_key=n.dedupe_key, error=reason)
+            row = list(outbox_row(n.model_copy(update={"facts": {}}), bound))
+            row[7], row[8], row[9], row[11], row[12] = f"[{n.kind}]", "", None, "failed", reason
+            await conn.execute(INSERT_OUTBOX, *row)
+
+
 _CLAIM = """
 UPDATE notifications SET state = 'sending', attempts = attempts + 1, claimed_at = now(), claimed_by = $2
 WHERE dedupe_key = $1 AND state = 'pending' RETURNING *
@@ -187,14 +279,50 @@ class Notifier:
         A permanent failure is recorded and the case goes on; a transient one is recorded, the rest of the
         batch is still tried, and the activity then raises so Temporal retries with backoff.
         """
+        bound = log.bind(workflow_id=activity.info().workflow_id, attempt=activity.info().attempt)
+        async with self._pool.acquire() as conn:
+            await write_outbox(conn, batch, bound)
+        return await self._deliver_all(list(dict.fromkeys(n.dedupe_key for n in batch)), bound)
+
+    @activity.defn
+    async def deliver(self, keys: list[str]) -> int:
+        """Deliver the outbox rows of `keys` still to be sent; returns deliveries. A permanent failure
+        is recorded on its row and the case goes on; a transient one is recorded, the rest are still
+        tried, and the activity then raises so the case retries it."""
         info = activity.info()
-        claim = f"{info.activity_id}#{info.attempt}/{uuid.uuid4().hex[:8]}"
         bound = log.bind(workflow_id=info.workflow_id, attempt=info.attempt)
-        await self._write(batch, bound)
+        return await self._deliver_all(keys, bound)
+
+    @activity.defn
+    async def relay_outbox(self, limit: int = 200) -> RelayReport:
+        """Deliver what cases left behind: rows pending with nobody trying them (a case that closed or
+        continued as new while a channel was down), and rows whose deliverer is gone mid-send."""
+        report = RelayReport()
+        keys = [r["dedupe_key"] for r in await self._pool.fetch(_LEFT_BEHIND, RELAY_AFTER, CLAIM_TTL, limit)]
+        claim = self._claim()
+        async with self._heartbeats():
+            for key in keys:
+                report.looked_at += 1
+                try:
+                    report.delivered += await self._deliver(key, claim, log.bind(relay=True))
+                except Exception:
+                    report.retry_later += 1
+        if keys:
+            log.info("outbox relay pass", **report.model_dump())
+        return report
+
+    def _claim(self) -> str:
+        """This attempt's name on the rows it claims: the run and activity first, so a later attempt of
+        the same activity knows an earlier one is gone (Temporal starts it only once that one ended)."""
+        info = activity.info()
+        return f"{info.workflow_run_id}:{info.activity_id}#{info.attempt}/{uuid.uuid4().hex[:8]}"
+
+    async def _deliver_all(self, keys: list[str], bound: structlog.typing.FilteringBoundLogger) -> int:
+        claim = self._claim()
         delivered = 0
         retry: list[Exception] = []
         async with self._heartbeats():
-            for key in dict.fromkeys(n.dedupe_key for n in batch):
+            for key in keys:
                 try:
                     delivered += await self._deliver(key, claim, bound)
                 except Exception as err:
@@ -204,41 +332,10 @@ class Notifier:
             first = retry[0]
             if isinstance(first, TransientFailure) and first.retry_after:
                 raise ApplicationError(
-                    str(first), type="TransientFailure", next_retry_delay=first.retry_after
+                    str(first), type=type(first).__name__, next_retry_delay=first.retry_after
                 ) from first
             raise first
         return delivered
-
-    async def _write(self, batch: list[Notification], bound: structlog.typing.FilteringBoundLogger) -> None:
-        """The outbox first: every row exists before anything is sent. A template that cannot render is
-        a bug no retry fixes, so its row is written `failed` rather than blocking the case."""
-        rows = []
-        for n in batch:
-            state, error, html = "pending", None, None
-            try:
-                subject, body = render(n.kind, n.facts)
-                html = render_html(n.kind, n.facts, subject)
-            except jinja2.TemplateError as err:
-                subject, body, state, error = f"[{n.kind}]", "", "failed", _error(err)
-                bound.error("notification template failed", kind=n.kind, error=error)
-            rows.append(
-                (
-                    n.dedupe_key,
-                    n.workflow_id,
-                    n.seq,
-                    n.kind,
-                    n.channel,
-                    n.role.value,
-                    n.recipient,
-                    subject,
-                    body,
-                    html,
-                    json.dumps(n.facts),
-                    state,
-                    error,
-                )
-            )
-        await self._pool.executemany(_INSERT, rows)
 
     async def _deliver(self, key: str, claim: str, bound: structlog.typing.FilteringBoundLogger) -> int:
         row = await self._pool.fetchrow(_CLAIM, key, claim)
@@ -258,6 +355,19 @@ class Notifier:
             await self._settle(key, claim, "unknown", "in_doubt", err)
             bound.error("notification delivery in doubt; not re-sent", error=_error(err))
             return 0
+        except TransientFailure as err:
+            await self._settle(key, claim, "pending", "transient", err)
+            bound.warning("notification not delivered; will retry", error=_error(err))
+            raise
+        except DATA_ERRORS as err:
+            await self._settle(key, claim, "failed", "permanent", err)
+            bound.error("notification cannot be composed; failed for good", error=_error(err))
+            return 0
+        except asyncio.CancelledError as err:
+            safe = isinstance(self._send, ReplaySafe) and self._send.replay_safe(message.channel)
+            await self._settle(key, claim, "pending" if safe else "unknown", "cancelled", err)
+            bound.warning("delivery cancelled mid-send", state="pending" if safe else "unknown")
+            raise
         except Exception as err:
             await self._settle(key, claim, "pending", "transient", err)
             bound.warning("notification not delivered; will retry", error=_error(err))
@@ -273,13 +383,18 @@ class Notifier:
         """A row still `sending` was claimed by an attempt that is gone (a crash, a timeout): send it
         again only where the provider deduplicates on the key, else park it as `unknown`."""
         row = await self._pool.fetchrow(
-            "SELECT channel, claimed_by, claimed_at FROM notifications"
-            " WHERE dedupe_key = $1 AND state = 'sending'",
+            "SELECT channel, claimed_by, claimed_at, claimed_at < now() - $2::interval AS stale"
+            " FROM notifications WHERE dedupe_key = $1 AND state = 'sending'",
             key,
+            CLAIM_TTL,
         )
         if row is None:
             return None
-        previous = row["claimed_by"]
+        previous = row["claimed_by"] or ""
+        mine = previous.startswith(claim.split("#", 1)[0] + "#")
+        if not (mine or row["stale"]):
+            bound.info("notification being sent by another deliverer", dedupe_key=key, by=previous)
+            return None
         if isinstance(self._send, ReplaySafe) and self._send.replay_safe(row["channel"]):
             bound.warning("notification in doubt; re-sending with its idempotency key", dedupe_key=key)
             entry = attempt_entry(claim, "replay", previous=previous)
@@ -291,7 +406,7 @@ class Notifier:
         bound.error("notification in doubt; left for an operator", dedupe_key=key, previous=previous)
         return None
 
-    async def _settle(self, key: str, claim: str, state: str, outcome: str, err: Exception) -> None:
+    async def _settle(self, key: str, claim: str, state: str, outcome: str, err: BaseException) -> None:
         error = _error(err)
         entry = attempt_entry(claim, outcome, error=error)
         await self._pool.execute(_SETTLE, key, claim, state, error, entry)

@@ -19,6 +19,7 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
@@ -29,12 +30,15 @@ from temporalio.client import (
 )
 
 from workflows.calendar import DAY_KEYS, BusinessCalendar
+from workflows.outbox_relay import OutboxRelayWorkflow
 from workflows.policy import Policy
 from workflows.standup import StandupDigestWorkflow, StandupRequest
 
 log = structlog.get_logger(__name__)
 
 STANDUP_SCHEDULE_ID = "abh-standup-digest"
+RELAY_SCHEDULE_ID = "abh-outbox-relay"
+RELAY_EVERY = timedelta(minutes=1)
 DEFAULT_STANDUP_AT = time(9, 15)
 CATCHUP_WINDOW = timedelta(hours=3)
 """After an outage the missed digest still runs if the server is back within this; later it is skipped."""
@@ -180,3 +184,35 @@ async def schedule_standup_command(
     lines = [f"{outcome} schedule {schedule_id}: standup digest at {when:%H:%M} {zone}; next runs:"]
     lines += [f"  {t:%a %Y-%m-%d %H:%M %Z}" for t in upcoming[:5]]
     return "\n".join(lines)
+
+
+async def ensure_outbox_relay_schedule(
+    client: Client, task_queue: str, *, every: timedelta = RELAY_EVERY, schedule_id: str = RELAY_SCHEDULE_ID
+) -> Literal["created", "updated"]:
+    """The relay that delivers what cases left pending, every `every`; workers keep it at each start."""
+    wanted = Schedule(
+        action=ScheduleActionStartWorkflow(
+            OutboxRelayWorkflow.run,
+            id=schedule_id,
+            task_queue=task_queue,
+            run_timeout=timedelta(minutes=15),
+            static_summary="Deliver notifications cases left pending",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=every),
+        state=ScheduleState(note="managed by ABH workers: the outbox relay"),
+    )
+    try:
+        await client.create_schedule(schedule_id, wanted)
+    except ScheduleAlreadyRunningError:
+        pass
+    else:
+        log.info("outbox relay schedule created", schedule_id=schedule_id, every=str(every))
+        return "created"
+
+    def replace(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        wanted.state = current.description.schedule.state
+        return ScheduleUpdate(schedule=wanted)
+
+    await client.get_schedule_handle(schedule_id).update(replace)
+    return "updated"

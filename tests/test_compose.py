@@ -197,7 +197,7 @@ def test_admin_tools_registers_every_case_search_attribute_with_its_type(service
 
     registered = dict(re.findall(r"--name\s+(\w+)\s+--type\s+(\w+)", create))
     expected = {key.name: CLI_TYPE[key.indexed_value_type] for key in ALL_KEYS}
-    assert len(expected) == 7
+    assert len(expected) == 8
     assert registered == expected
 
 

@@ -1,7 +1,8 @@
 """The actions of the wire contract, each as a signal and as an update of the same name.
 
-A signal is fire-and-forget: one the case cannot take is kept in the timeline as `rejected`; signals
-take any number of arguments so that a malformed one is rejected, never a failed workflow task. An update is
+A signal is fire-and-forget: one the case cannot take is kept in the timeline as `rejected`. Every signal
+goes through one dynamic handler that decodes its payloads itself, so that a malformed one (several
+values, bytes that are not JSON) is rejected, never dropped nor a failed workflow task. An update is
 checked by its validator first, so a bad one is refused to the caller and leaves no trace in history; a
 good one returns the case once its timeline entry is stored. CaseWorkflow supplies the three methods.
 """
@@ -16,13 +17,22 @@ from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import CaseStatus
+    from workflows.rules import Unreadable
+    from workflows.safe_text import one_line
 
 
-def only(payloads: tuple[Any, ...]) -> Any:
-    """A signal's single payload; none is an empty payload, several are refused as one bad payload."""
+def only(payloads: Sequence[RawValue]) -> Any:
+    """A signal's single payload, decoded here so that one that is not JSON (a lone surrogate, bad bytes)
+    is rejected in the timeline rather than dropped by the SDK; none is an empty payload, several are
+    refused as one bad payload."""
     if len(payloads) > 1:
-        return {"payloads": f"expected one JSON object, got {len(payloads)} values"}
-    return payloads[0] if payloads else None
+        return Unreadable(f"expected one JSON object, got {len(payloads)} values")
+    if not payloads:
+        return None
+    try:
+        return workflow.payload_converter().from_payload(payloads[0].payload)
+    except Exception as err:
+        return Unreadable(f"not readable as JSON: {one_line(str(err), 200)}")
 
 
 class CaseActions:
@@ -36,12 +46,10 @@ class CaseActions:
         raise NotImplementedError
 
     @workflow.signal(dynamic=True)
-    async def unknown_action(self, name: str, args: Sequence[RawValue]) -> None:
-        await self._act(name, None)
-
-    @workflow.signal(name="assign")
-    async def assign(self, *payloads: Any) -> None:
-        await self._act("assign", only(payloads))
+    async def action_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
+        """Every action's signal, and any other name (rejected as unknown): one handler, so each payload
+        is decoded here and a bad one is rejected in the timeline, never dropped."""
+        await self._act(name, only(payloads))
 
     @workflow.update(name="assign")
     async def assign_now(self, payload: Any) -> CaseStatus:
@@ -51,10 +59,6 @@ class CaseActions:
     def _assign_allowed(self, payload: Any) -> None:
         self._check("assign", payload)
 
-    @workflow.signal(name="customer_contacted")
-    async def customer_contacted(self, *payloads: Any) -> None:
-        await self._act("customer_contacted", only(payloads))
-
     @workflow.update(name="customer_contacted")
     async def customer_contacted_now(self, payload: Any) -> CaseStatus:
         return await self._act_now("customer_contacted", payload)
@@ -62,10 +66,6 @@ class CaseActions:
     @customer_contacted_now.validator
     def _customer_contacted_allowed(self, payload: Any) -> None:
         self._check("customer_contacted", payload)
-
-    @workflow.signal(name="milestone_verified")
-    async def milestone_verified(self, *payloads: Any) -> None:
-        await self._act("milestone_verified", only(payloads))
 
     @workflow.update(name="milestone_verified")
     async def milestone_verified_now(self, payload: Any) -> CaseStatus:
@@ -75,10 +75,6 @@ class CaseActions:
     def _milestone_verified_allowed(self, payload: Any) -> None:
         self._check("milestone_verified", payload)
 
-    @workflow.signal(name="resolved")
-    async def resolved(self, *payloads: Any) -> None:
-        await self._act("resolved", only(payloads))
-
     @workflow.update(name="resolved")
     async def resolved_now(self, payload: Any) -> CaseStatus:
         return await self._act_now("resolved", payload)
@@ -86,10 +82,6 @@ class CaseActions:
     @resolved_now.validator
     def _resolved_allowed(self, payload: Any) -> None:
         self._check("resolved", payload)
-
-    @workflow.signal(name="customer_confirmed")
-    async def customer_confirmed(self, *payloads: Any) -> None:
-        await self._act("customer_confirmed", only(payloads))
 
     @workflow.update(name="customer_confirmed")
     async def customer_confirmed_now(self, payload: Any = None) -> CaseStatus:
@@ -99,10 +91,6 @@ class CaseActions:
     def _customer_confirmed_allowed(self, payload: Any = None) -> None:
         self._check("customer_confirmed", payload)
 
-    @workflow.signal(name="customer_rejected")
-    async def customer_rejected(self, *payloads: Any) -> None:
-        await self._act("customer_rejected", only(payloads))
-
     @workflow.update(name="customer_rejected")
     async def customer_rejected_now(self, payload: Any = None) -> CaseStatus:
         return await self._act_now("customer_rejected", payload)
@@ -110,10 +98,6 @@ class CaseActions:
     @customer_rejected_now.validator
     def _customer_rejected_allowed(self, payload: Any = None) -> None:
         self._check("customer_rejected", payload)
-
-    @workflow.signal(name="change_priority")
-    async def change_priority(self, *payloads: Any) -> None:
-        await self._act("change_priority", only(payloads))
 
     @workflow.update(name="change_priority")
     async def change_priority_now(self, payload: Any) -> CaseStatus:
@@ -123,10 +107,6 @@ class CaseActions:
     def _change_priority_allowed(self, payload: Any) -> None:
         self._check("change_priority", payload)
 
-    @workflow.signal(name="waiting_on_customer")
-    async def waiting_on_customer(self, *payloads: Any) -> None:
-        await self._act("waiting_on_customer", only(payloads))
-
     @workflow.update(name="waiting_on_customer")
     async def waiting_on_customer_now(self, payload: Any = None) -> CaseStatus:
         return await self._act_now("waiting_on_customer", payload)
@@ -134,10 +114,6 @@ class CaseActions:
     @waiting_on_customer_now.validator
     def _waiting_on_customer_allowed(self, payload: Any = None) -> None:
         self._check("waiting_on_customer", payload)
-
-    @workflow.signal(name="customer_replied")
-    async def customer_replied(self, *payloads: Any) -> None:
-        await self._act("customer_replied", only(payloads))
 
     @workflow.update(name="customer_replied")
     async def customer_replied_now(self, payload: Any = None) -> CaseStatus:
@@ -147,10 +123,6 @@ class CaseActions:
     def _customer_replied_allowed(self, payload: Any = None) -> None:
         self._check("customer_replied", payload)
 
-    @workflow.signal(name="add_note")
-    async def add_note(self, *payloads: Any) -> None:
-        await self._act("add_note", only(payloads))
-
     @workflow.update(name="add_note")
     async def add_note_now(self, payload: Any) -> CaseStatus:
         return await self._act_now("add_note", payload)
@@ -158,10 +130,6 @@ class CaseActions:
     @add_note_now.validator
     def _add_note_allowed(self, payload: Any) -> None:
         self._check("add_note", payload)
-
-    @workflow.signal(name="cancel")
-    async def cancel(self, *payloads: Any) -> None:
-        await self._act("cancel", only(payloads))
 
     @workflow.update(name="cancel")
     async def cancel_now(self, payload: Any) -> CaseStatus:

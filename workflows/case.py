@@ -3,7 +3,8 @@
 The run method is the lifecycle of the seed: ingest, triage, engage and contact the customer, work the
 milestones under the escalation clock, follow up, close. Actions arrive as signals or updates
 (workflows/actions.py); their handlers only change the case and add to its journal (timeline entries,
-notifications), which the lifecycle writes out through activities at its next step (workflows/journal.py).
+notifications, Tech Lead tickets), which a writer beside the lifecycle stores and delivers
+(workflows/journal.py): no write or delivery ever holds a clock.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel, Field, ValidationError
 
     from activities.case_store import CaseStore, TechLeadTicket
     from activities.policy_source import PolicySource
     from workflows import clocks, messages, rules
     from workflows.actions import CaseActions
     from workflows.clocks import CaseClocks, Due, DueKind
-    from workflows.journal import ACTIVITY_TIMEOUT, PATIENT, CaseJournal
+    from workflows.journal import (
+        ACTIVITY_TIMEOUT,
+        PATIENT,
+        WRITE_BESIDE_LIFECYCLE,
+        CaseJournal,
+        Unwritten,
+        life_key,
+    )
     from workflows.models import (
         CLOCK_SKEW,
         WORKFLOW_TYPE,
@@ -54,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         WaitingOnCustomer,
     )
     from workflows.policy import Channel, Policy, Role
+    from workflows.safe_text import shown
 
 # A P1 raised from a lower priority gets the P1 contact: the call and the TAM's word.
 CONTACT_ON_RAISE = "contact-when-raised-to-p1"
@@ -61,6 +70,9 @@ CONTACT_ON_RAISE = "contact-when-raised-to-p1"
 TAM_TOLD_AT_RESOLUTION = "tam-told-at-resolution"
 # A milestone already past due is breached without a 75% warning first.
 NO_LATE_WARNINGS = "no-warning-past-due"
+# The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
+# changes bigger than this (a long database outage) postpones the continue-as-new.
+HAND_ON_BYTES = 512 * 1024
 
 
 class ActionRefused(ApplicationError):
@@ -79,6 +91,7 @@ class CarriedCase(BaseModel):
     status: CaseStatus
     policy: Policy
     seq: int
+    unwritten: Unwritten = Field(default_factory=Unwritten)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -95,7 +108,7 @@ class CaseWorkflow(CaseActions):
         if len(args) == 2 and args[1] is not None:
             carried = CarriedCase.model_validate(args[1])
             self._case, self._policy = carried.status, carried.policy
-            self._journal = CaseJournal(carried.seq)
+            self._journal = CaseJournal(carried.seq, carried.unwritten)
             calendar = carried.status.ticket.customer.calendar
             self._clocks = clocks.clocks_for(carried.policy, carried.status.priority, calendar)
         elif len(args) > 1:
@@ -130,6 +143,8 @@ class CaseWorkflow(CaseActions):
     async def run(self, *args: Any) -> CaseOutcome:
         if self._invalid:
             raise InvalidCaseInput(self._invalid)
+        if workflow.patched(WRITE_BESIDE_LIFECYCLE):
+            self._begin_life()
         if self._policy is None:
             await self._ingest()
         await self._triage()
@@ -138,6 +153,14 @@ class CaseWorkflow(CaseActions):
             await self._follow_up()
         await self._drain()
         return self._outcome()
+
+    def _begin_life(self) -> None:
+        """Write the journal beside the lifecycle; key this life's rows on its first run id. A reset
+        starts a new chain of runs, so a reset case, like a ticket opened again, writes rows of its own."""
+        case = self.case
+        if self._policy is None or case.life:
+            case.life = workflow.info().first_execution_run_id
+        self._journal.start(lambda: self.case)
 
     async def _ingest(self) -> None:
         """Snapshot the policy, assign the case and record it."""
@@ -229,9 +252,10 @@ class CaseWorkflow(CaseActions):
             self._clocks_moved = False
             return
         timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
+        journal = self._journal
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: done() or self._clocks_moved or self._journal.pending,
+                lambda: done() or self._clocks_moved or (journal.pending and not journal.beside),
                 timeout=timeout,
                 timeout_summary=due.summary() if due else None,
             )
@@ -246,7 +270,10 @@ class CaseWorkflow(CaseActions):
             case DueKind.BREACH:
                 self._breach(Milestone(due.subject))
             case DueKind.ESCALATE:
-                await self._escalate(due)
+                if self._journal.beside:
+                    self._raise_escalation(due)
+                else:
+                    await self._escalate(due)
             case DueKind.PAUSE_REMINDER:
                 self._remind_paused()
             case DueKind.REMINDER:
@@ -294,8 +321,49 @@ class CaseWorkflow(CaseActions):
         )
         self._notify(entry, "milestone_breach", [Role.ASSIGNEE, Role.TAM], facts=self._milestone_facts(ms))
 
+    def _raise_escalation(self, due: Due) -> None:
+        """Raise the next level once for this engagement: at once in the case (state, search attributes,
+        card), with its ticket row, notifications and standup flag written out beside the lifecycle."""
+        case = self.case
+        level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
+        engagement = case.engagement
+        raised = any(e.level == level.name and e.engagement == engagement for e in case.escalations)
+        if case.phase is not Phase.ENGAGED or case.paused or raised:
+            return
+        key = f"{life_key(case)}:{engagement}:{level.name}"
+        reason = f"unresolved {messages.duration(level.after)} after engagement {engagement}"
+        case.escalations.append(
+            Escalation(
+                level=level.name,
+                engagement=engagement,
+                raised_at=workflow.now(),
+                due_at=due.at,
+                ticket_key=key,
+                notified=[r.value for r in level.notify],
+            )
+        )
+        case.escalated = True
+        case.on_standup = True
+        entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
+        self._journal.open_ticket(
+            TechLeadTicket(
+                ticket_key=key,
+                workflow_id=case.workflow_id,
+                life=case.life,
+                seq=entry.seq,
+                engagement=engagement,
+                level=level.name,
+                priority=case.priority,
+                assignee=self._address_of(level.owner),
+                reason=reason,
+                raised_at=entry.at,
+            )
+        )
+        facts = {"level": level.name, "after": messages.duration(level.after)}
+        self._notify(entry, "escalation", list(level.notify), facts=facts)
+
     async def _escalate(self, due: Due) -> None:
-        """Raise the next level once for this engagement: a ticket row, notifications, the standup list."""
+        """The inline path of cases opened before the journal was written beside the lifecycle."""
         case = self.case
         level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
         engagement = case.engagement
@@ -378,7 +446,7 @@ class CaseWorkflow(CaseActions):
             action = rules.parse_action(name, payload)
             rules.check(self.case, name, action)
         except rules.Refused as refusal:
-            self._record("rejected", str(refusal), data={"action": name})
+            self._record("rejected", str(refusal), data={"action": shown(name)})
             return
         self._apply(action)
 
@@ -523,10 +591,19 @@ class CaseWorkflow(CaseActions):
     async def _sync(self) -> None:
         await self._journal.write_out(self.case, self.policy, self._next)
 
+    def _sync_now(self) -> None:
+        """Beside the lifecycle the Web UI is brought up to date without waiting for anything."""
+        del self.case.timeline[: -self.policy.timeline_window]
+        self._journal.publish(self.case, self._next)
+
     async def _drain(self) -> None:
-        """Before the run ends or continues as new: every handler done, everything written out and
-        every notification delivered (or failed for good)."""
+        """Before the run ends: every handler done and everything stored; deliveries are given a moment
+        and then left to the outbox relay. Inline (cases opened earlier): every delivery waited for."""
         journal = self._journal
+        if journal.beside:
+            self._sync_now()
+            await journal.settle()
+            return
         while True:
             await self._sync()
             await journal.delivered()
@@ -541,16 +618,30 @@ class CaseWorkflow(CaseActions):
             or info.get_current_history_length() >= self.policy.continue_as_new_after_events
         )
 
-    async def _continue_as_new(self) -> NoReturn:
-        """Start a fresh history for a long-lived case: its state, clocks and deadlines carry over whole."""
+    async def _continue_as_new(self) -> None:
+        """Start a fresh history for a long-lived case: its state, clocks and deadlines carry over whole,
+        and so does whatever is still to be stored or delivered; nothing is waited for but the handlers.
+        Inline (cases opened earlier): everything written and delivered first."""
         clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
-        await self._drain()
+        if not self._journal.beside:
+            await self._drain()
+            self._continue(CarriedCase(status=self.case, policy=self.policy, seq=self._journal.seq))
+        if not workflow.all_handlers_finished():
+            return
+        carried = CarriedCase(
+            status=self.case, policy=self.policy, seq=self._journal.seq, unwritten=self._journal.hand_on()
+        )
+        if len(carried.unwritten.model_dump_json()) > HAND_ON_BYTES:
+            workflow.logger.warning("continue-as-new postponed: a large backlog is still to be stored")
+            return
+        self._continue(carried)
+
+    def _continue(self, carried: CarriedCase) -> NoReturn:
         workflow.logger.info(
             "continuing as new", extra={"history_length": workflow.info().get_current_history_length()}
         )
         workflow.continue_as_new(
-            args=[self.case.ticket, CarriedCase(status=self.case, policy=self.policy, seq=self._journal.seq)],
-            search_attributes=workflow.info().typed_search_attributes,
+            args=[self.case.ticket, carried], search_attributes=workflow.info().typed_search_attributes
         )
 
     # Small helpers.

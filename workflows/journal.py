@@ -1,29 +1,41 @@
 """The case's journal: what it did and has yet to write out, and the writing out.
 
-Handlers and clock events only add to the journal (timeline entries, notifications); the lifecycle calls
-`write_out` at each step, which records the timeline and the case row through an activity, starts the
-deliveries, and keeps the Web UI's search attributes and current details up to date.
+Handlers and clock events only add to the journal: timeline entries, notifications, Tech Lead tickets. A
+writer beside the lifecycle stores each batch with one activity (case row, timeline, tickets and outbox
+rows in one transaction), then starts its deliveries. The lifecycle never waits on either: an outage of
+PostgreSQL or of a channel delays rows and messages, never a clock. What keeps failing is retried in
+rounds on a durable timer and shown while it lasts as the case's `attention` (the CaseNeedsAttention
+search attribute and a line on the Web UI card). Cases started before this design replay the inline path,
+where the lifecycle awaited each write (`_write_inline`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from activities.case_store import CaseRecord, CaseStore
+    from pydantic import BaseModel, Field
+
+    from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
     from activities.notifications import Notification, Notifier
     from workflows import messages, search
     from workflows.clocks import Due
-    from workflows.models import CaseStatus, TimelineEntry
+    from workflows.models import CaseStatus, TimelineEntry, Trouble
     from workflows.policy import Channel, Policy, Role
+    from workflows.safe_text import clipped, one_line, storable
 
-# An outage of the database or a sender delays the case; it never fails it.
+T = TypeVar("T")
+
+# The inline path (cases started before the journal was written beside the lifecycle): an outage of the
+# database or a sender delays the case; it never fails it.
 PATIENT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # A batch of e-mails over a slow SMTP server may take a while; the heartbeat notices a dead worker.
@@ -36,6 +48,28 @@ DELIVER_IN_BACKGROUND = "deliver-notifications-in-background"
 RECORD_IN_PARTS = "record-timeline-in-parts"
 PART_BYTES = 512 * 1024
 PART_ENTRIES = 500
+# Writes and deliveries run beside the lifecycle, in rounds, with what keeps failing shown to operators.
+WRITE_BESIDE_LIFECYCLE = "journal-written-beside-the-lifecycle"
+
+# One round is a few quick attempts; between rounds a durable timer, so an outage of hours costs a few
+# dozen history events and shows on the case, instead of an attempt counter climbing out of sight.
+ROUND = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)
+FIRST_PAUSE = timedelta(seconds=10)
+LONGEST_PAUSE = timedelta(minutes=5)
+# At the close, deliveries still going after this are left to the outbox relay.
+DELIVERY_GRACE = timedelta(seconds=20)
+ERROR_LIMIT = 300
+
+
+def pause_after(rounds: int) -> timedelta:
+    """The wait before the next round: doubling from FIRST_PAUSE, at most LONGEST_PAUSE."""
+    pause: timedelta = FIRST_PAUSE * 2 ** max(rounds - 1, 0)
+    return min(pause, LONGEST_PAUSE)
 
 
 def in_parts(entries: list[TimelineEntry]) -> list[list[TimelineEntry]]:
@@ -52,19 +86,67 @@ def in_parts(entries: list[TimelineEntry]) -> list[list[TimelineEntry]]:
     return parts
 
 
+def life_key(case: CaseStatus) -> str:
+    """The prefix of every idempotency key of this case's life (the workflow id alone for cases opened
+    before lives were kept apart)."""
+    return f"{case.workflow_id}/{case.life}" if case.life else case.workflow_id
+
+
+def failure_text(err: BaseException) -> str:
+    """The innermost cause of an activity failure, on one bounded line."""
+    while isinstance(err, ActivityError) and err.cause is not None:
+        err = err.cause
+    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
+    return one_line(f"{kind}: {err}", ERROR_LIMIT)
+
+
+def is_permanent(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+class Unwritten(BaseModel):
+    """What one run hands on to the next at continue-as-new: changes not yet stored, keys not yet
+    delivered. Stores and deliveries are idempotent, so handing on one in flight is safe."""
+
+    entries: list[TimelineEntry] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+    tickets: list[TechLeadTicket] = Field(default_factory=list)
+    undelivered: list[str] = Field(default_factory=list)
+
+
 class CaseJournal:
-    def __init__(self, seq: int = 0) -> None:
+    def __init__(self, seq: int = 0, unwritten: Unwritten | None = None) -> None:
         self.seq = seq
         self.written = seq
-        self._entries: list[TimelineEntry] = []
-        self._outbox: list[Notification] = []
+        carried = unwritten or Unwritten()
+        self._entries: list[TimelineEntry] = list(carried.entries)
+        self._outbox: list[Notification] = list(carried.notifications)
+        self._tickets: list[TechLeadTicket] = list(carried.tickets)
+        self._storing = Unwritten()
+        self._undelivered: list[str] = list(carried.undelivered)
         self._deliveries: list[ActivityHandle[int]] = []
+        self._troubles: dict[str, Trouble] = {}
         self._published: search.Values = {}
+        self._due: Due | None = None
+        self._case: Callable[[], CaseStatus] | None = None
+        self._rounds = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> bool:
         """Something is waiting to be written out."""
-        return bool(self._entries or self._outbox)
+        return bool(self._entries or self._outbox or self._tickets)
+
+    @property
+    def beside(self) -> bool:
+        """Written beside the lifecycle (True), or inline by the lifecycle, as cases opened earlier are."""
+        return self._case is not None
+
+    @property
+    def idle(self) -> bool:
+        """Everything recorded so far is stored (or failed for good)."""
+        return not self.pending and self._storing == Unwritten()
 
     def record(
         self,
@@ -81,7 +163,12 @@ class CaseJournal:
         if note:
             extra["note"] = note
         entry = TimelineEntry(
-            seq=self.seq, at=workflow.now(), type=type_, actor=actor, detail=detail, data=extra
+            seq=self.seq,
+            at=workflow.now(),
+            type=type_,
+            actor=storable(actor),
+            detail=storable(detail),
+            data=storable(extra),
         )
         case.timeline.append(messages.shortened(entry))
         self._entries.append(entry)
@@ -104,8 +191,9 @@ class CaseJournal:
             for r in messages.recipients(case, policy, role, channel):
                 self._outbox.append(
                     Notification(
-                        dedupe_key=f"{case.workflow_id}:{entry.seq}:{kind}:{role.value}:{r.channel}",
+                        dedupe_key=f"{life_key(case)}:{entry.seq}:{kind}:{role.value}:{r.channel}",
                         workflow_id=case.workflow_id,
+                        life=case.life,
                         seq=entry.seq,
                         kind=kind,
                         channel=r.channel,
@@ -115,7 +203,156 @@ class CaseJournal:
                     )
                 )
 
+    def open_ticket(self, ticket: TechLeadTicket) -> None:
+        """A Tech Lead (or higher) ticket row, stored with the entry that raised it."""
+        self._tickets.append(ticket)
+
+    # Beside the lifecycle.
+
+    def start(self, case: Callable[[], CaseStatus]) -> None:
+        """Write beside the lifecycle from now on, starting with what an earlier run handed on."""
+        self._case = case
+        self._tasks.add(asyncio.create_task(self._keep_writing()))
+        if self._undelivered:
+            keys, self._undelivered = self._undelivered, []
+            self._start_delivery(keys, "notifications handed on by the previous run")
+
+    def hand_on(self) -> Unwritten:
+        """What the next run must still store and deliver."""
+        s = self._storing
+        return Unwritten(
+            entries=s.entries + self._entries,
+            notifications=s.notifications + self._outbox,
+            tickets=s.tickets + self._tickets,
+            undelivered=list(self._undelivered),
+        )
+
+    async def settle(self) -> None:
+        """Before the run ends: every change stored; deliveries given a moment, then left to the relay
+        (their rows are in the outbox, and the relay delivers what a case left pending)."""
+        await workflow.wait_condition(lambda: self.idle and workflow.all_handlers_finished())
+        if self._undelivered:
+            try:
+                await workflow.wait_condition(lambda: not self._undelivered, timeout=DELIVERY_GRACE)
+            except TimeoutError:
+                workflow.logger.warning(
+                    "deliveries left to the outbox relay", extra={"undelivered": len(self._undelivered)}
+                )
+
+    async def _keep_writing(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self.pending)
+            case = self.case
+            batch = Unwritten(entries=self._entries, notifications=self._outbox, tickets=self._tickets)
+            self._storing = batch
+            self._entries, self._outbox, self._tickets = [], [], []
+            status = case.model_copy(update={"timeline": []})
+            for part in self._parts(batch, status):
+                keys = await self._patiently("recording the case in PostgreSQL", _recording(part))
+                self.written = part.seq
+                if keys:
+                    self._start_delivery(keys, _addressed(part.notifications, keys))
+            self._storing = Unwritten()
+
+    def _parts(self, batch: Unwritten, status: CaseStatus) -> list[CaseChanges]:
+        """The batch in activity inputs under Temporal's payload limit; tickets and notifications go with
+        the part holding the entry that caused them."""
+        parts = []
+        for entries in in_parts(batch.entries):
+            first, last = entries[0].seq, entries[-1].seq
+            parts.append(
+                CaseChanges(
+                    workflow_id=status.workflow_id,
+                    life=status.life,
+                    seq=last,
+                    as_of=workflow.now(),
+                    status=status,
+                    events=entries,
+                    tickets=[t for t in batch.tickets if first <= t.seq <= last],
+                    notifications=[n for n in batch.notifications if first <= n.seq <= last],
+                )
+            )
+        return parts
+
+    def _start_delivery(self, keys: list[str], summary: str) -> None:
+        self._undelivered.extend(keys)
+
+        async def deliver() -> None:
+            await self._patiently(
+                f"delivering {summary}",
+                lambda: workflow.execute_activity_method(
+                    Notifier.deliver,
+                    keys,
+                    start_to_close_timeout=DELIVERY_TIMEOUT,
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=ROUND,
+                    summary=clipped(f"Deliver {summary}", 200),
+                ),
+            )
+            self._undelivered = [k for k in self._undelivered if k not in keys]
+
+        task = asyncio.create_task(deliver())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _patiently(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        """`attempt` (one activity of a few tries) in rounds until it succeeds; None when it fails for
+        good (the activity recorded why). While it fails, the case shows it needs attention."""
+        self._rounds += 1
+        trouble_id = f"{self._rounds}"
+        rounds = 0
+        try:
+            while True:
+                try:
+                    return await attempt()
+                except ActivityError as err:
+                    if is_permanent(err):
+                        workflow.logger.error(f"{what} failed for good", extra={"error": failure_text(err)})
+                        return None
+                    rounds += 1
+                    self._troubled(trouble_id, what, rounds, failure_text(err))
+                    await workflow.sleep(pause_after(rounds), summary=clipped(f"Retry {what}", 200))
+        finally:
+            if self._troubles.pop(trouble_id, None) is not None:
+                self._show()
+
+    def _troubled(self, trouble_id: str, what: str, rounds: int, error: str) -> None:
+        since = self._troubles[trouble_id].since if trouble_id in self._troubles else workflow.now()
+        self._troubles[trouble_id] = Trouble(what=what, since=since, rounds=rounds, error=error)
+        self._show()
+
+    def _show(self) -> None:
+        case = self.case
+        case.attention = list(self._troubles.values())
+        self.publish(case, self._due)
+
+    @property
+    def case(self) -> CaseStatus:
+        assert self._case is not None, "the journal is written beside the lifecycle"
+        return self._case()
+
+    # Either path.
+
     async def write_out(self, case: CaseStatus, policy: Policy, due: Due | None) -> None:
+        """Beside the lifecycle: only keep the Web UI current. Inline: write everything first."""
+        if not self.beside:
+            await self._write_inline(case)
+        del case.timeline[: -policy.timeline_window]
+        self.publish(case, due)
+
+    def publish(self, case: CaseStatus, due: Due | None) -> None:
+        """Keep the Web UI current: the search attributes and the case card in the current details."""
+        self._due = due
+        workflow.set_current_details(messages.card(case, due))
+        values = search.values_of(case)
+        changed = search.updates(self._published, values)
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published = values
+
+    # Inline, as cases opened before the writer existed replay it.
+
+    async def _write_inline(self, case: CaseStatus) -> None:
         """The timeline and case row first, then the deliveries; until nothing is left."""
         while self.pending:
             entries, self._entries = self._entries, []
@@ -151,19 +388,28 @@ class CaseJournal:
                     self._deliveries.append(delivery)
                 else:
                     await delivery
-        del case.timeline[: -policy.timeline_window]
-        self._publish(case, due)
 
     async def delivered(self) -> None:
-        """Every delivery started so far has ended, sent or failed for good."""
+        """Inline path: every delivery started so far has ended, sent or failed for good."""
         while self._deliveries:
             await self._deliveries.pop(0)
 
-    def _publish(self, case: CaseStatus, due: Due | None) -> None:
-        """Keep the Web UI current: the search attributes and the case card in the current details."""
-        workflow.set_current_details(messages.card(case, due))
-        values = search.values_of(case)
-        changed = search.updates(self._published, values)
-        if changed:
-            workflow.upsert_search_attributes(changed)
-            self._published = values
+
+def _recording(part: CaseChanges) -> Callable[[], Awaitable[list[str]]]:
+    def attempt() -> Awaitable[list[str]]:
+        return workflow.execute_activity_method(
+            CaseStore.record_changes,
+            part,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ROUND,
+            summary=f"Record {', '.join(dict.fromkeys(e.type for e in part.events))}",
+        )
+
+    return attempt
+
+
+def _addressed(notifications: list[Notification], keys: list[str]) -> str:
+    wanted = set(keys)
+    return ", ".join(
+        dict.fromkeys(f"{n.role.value} ({n.kind})" for n in notifications if n.dedupe_key in wanted)
+    )

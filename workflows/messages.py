@@ -139,4 +139,10 @@ def card(case: CaseStatus, due: Due | None) -> str:
         tail.append(f"**Escalations:** {raised}")
     if case.sla_breached:
         tail.append("**SLA breached**")
+    for trouble in case.attention:
+        error = trouble.error.replace("`", "'")
+        tail.append(
+            f"**Needs attention:** {trouble.what} failing since {when(trouble.since)}"
+            f" ({trouble.rounds} rounds): `{error}`"
+        )
     return "  \n".join(head) + "\n\n" + "\n".join(milestones) + ("\n\n" + "  \n".join(tail) if tail else "")

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+from workflows.safe_text import is_storable
+
 TASK_QUEUE = "abh-cases"
 WORKFLOW_TYPE = "CaseWorkflow"
 
@@ -68,10 +70,11 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        """PostgreSQL text cannot hold NUL, so such text is refused here rather than stuck in a retry."""
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("text must not contain NUL (\\x00) characters")
+    def _storable(cls, value: Any) -> Any:
+        """PostgreSQL text holds neither NUL nor lone surrogates: such text is refused here, naming the
+        field, rather than accepted and stuck in a retry."""
+        if isinstance(value, str) and not is_storable(value):
+            raise ValueError("text must not contain NUL (\\x00) or lone surrogate characters")
         return value
 
 
@@ -257,10 +260,22 @@ class Escalation(BaseModel):
     notified: list[str] = Field(default_factory=list)
 
 
+class Trouble(BaseModel):
+    """Something of the case's that keeps failing and is being retried: what, since when, and why."""
+
+    what: str
+    since: datetime
+    rounds: int = 1
+    error: str = ""
+
+
 class CaseStatus(BaseModel):
     """The whole case, as the `status` query returns it."""
 
     workflow_id: str
+    life: str = ""
+    """The first run id of this case's life: a ticket opened again (or a reset) is a new life with rows
+    of its own. Empty for cases opened before lives were kept apart."""
     ticket: CaseInput
     priority: Priority
     phase: Phase
@@ -287,7 +302,13 @@ class CaseStatus(BaseModel):
     sla_breached: bool = False
     close_reason: CloseReason | None = None
     closed_at: datetime | None = None
+    attention: list[Trouble] = Field(default_factory=list)
+    """What is retrying right now (a database or channel outage); empty when all is well."""
     timeline: list[TimelineEntry] = Field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.attention)
 
 
 class CaseOutcome(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from workflows.models import (
     MilestoneVerified,
     Phase,
 )
+from workflows.safe_text import one_line, shown
 
 OPEN_PHASES = frozenset({Phase.TRIAGE, Phase.QUEUED, Phase.ENGAGED, Phase.AWAITING_CONFIRMATION})
 
@@ -46,16 +48,33 @@ def moves_clocks(action: Action) -> bool:
     return not isinstance(action, CLOCK_NEUTRAL)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A payload that could not be decoded at all; `reason` says why."""
+
+    reason: str
+
+
 class Refused(ValueError):
     """An action the case cannot take now; the message says why and what is allowed."""
 
 
+# A refusal names what was wrong without repeating a megabyte of it: a few fields, each name bounded.
+ERRORS_SHOWN = 5
+FIELD_NAME_LIMIT = 80
+ERROR_TEXT_LIMIT = 200
+
+
 def field_errors(err: ValidationError) -> str:
-    """'field: message' for each bad field, the way an engineer wants to read it."""
+    """'field: message' for each bad field, the way an engineer wants to read it; bounded in size, and
+    names escaped, whatever the sender put in them."""
+    errors = err.errors(include_url=False, include_input=False)
     parts = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "payload"
-        parts.append(f"{where}: {e['msg']}")
+    for e in errors[:ERRORS_SHOWN]:
+        where = ".".join(shown(str(p), FIELD_NAME_LIMIT) for p in e["loc"]) or "payload"
+        parts.append(f"{where}: {one_line(e['msg'], ERROR_TEXT_LIMIT)}")
+    if len(errors) > ERRORS_SHOWN:
+        parts.append(f"and {len(errors) - ERRORS_SHOWN} more")
     return "; ".join(parts)
 
 
@@ -63,7 +82,9 @@ def parse_action(name: str, payload: Any) -> Action:
     """The payload as the action's model; Refused with field-level messages when it does not fit."""
     model = ACTIONS.get(name)
     if model is None:
-        raise Refused(f"unknown action {name!r}; actions are: {', '.join(ACTIONS)}")
+        raise Refused(f"unknown action '{shown(name)}'; actions are: {', '.join(ACTIONS)}")
+    if isinstance(payload, Unreadable):
+        raise Refused(f"invalid {name} payload: {payload.reason}")
     try:
         return model.model_validate({} if payload is None else payload)
     except ValidationError as err:

@@ -16,6 +16,7 @@ CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
 CASE_ESCALATED = SearchAttributeKey.for_bool("CaseEscalated")
 CASE_SLA_BREACHED = SearchAttributeKey.for_bool("CaseSlaBreached")
 CASE_OPENED_AT = SearchAttributeKey.for_datetime("CaseOpenedAt")
+CASE_NEEDS_ATTENTION = SearchAttributeKey.for_bool("CaseNeedsAttention")
 
 ALL_KEYS = (
     CASE_PRIORITY,
@@ -25,7 +26,10 @@ ALL_KEYS = (
     CASE_ESCALATED,
     CASE_SLA_BREACHED,
     CASE_OPENED_AT,
+    CASE_NEEDS_ATTENTION,
 )
+# Set only once true, so the first upsert of a case is what it was before the attribute existed.
+SET_WHEN_TRUE = (CASE_NEEDS_ATTENTION,)
 
 Values = dict[str, str | bool | datetime | None]
 
@@ -39,6 +43,7 @@ def values_of(case: CaseStatus) -> Values:
         CASE_ESCALATED.name: case.escalated,
         CASE_SLA_BREACHED.name: case.sla_breached,
         CASE_OPENED_AT.name: case.opened_at,
+        CASE_NEEDS_ATTENTION.name: case.needs_attention,
     }
 
 
@@ -49,6 +54,8 @@ def updates(before: Values, after: Values) -> list[SearchAttributeUpdate[Any]]:
         value = after[key.name]
         if before.get(key.name, ...) == value:
             continue
+        if key in SET_WHEN_TRUE and key.name not in before and not value:
+            continue
         changed.append(key.value_unset() if value is None else key.value_set(value))  # type: ignore[arg-type]
     return changed
 
@@ -56,4 +63,8 @@ def updates(before: Values, after: Values) -> list[SearchAttributeUpdate[Any]]:
 def pairs_at_start(case: CaseStatus) -> list[SearchAttributePair[Any]]:
     """The attributes a starter sets so a case is findable from its first second."""
     values = values_of(case)
-    return [SearchAttributePair(key, values[key.name]) for key in ALL_KEYS if values[key.name] is not None]
+    return [
+        SearchAttributePair(key, values[key.name])
+        for key in ALL_KEYS
+        if values[key.name] is not None and key not in SET_WHEN_TRUE
+    ]
