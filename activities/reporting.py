@@ -256,15 +256,19 @@ def compute_report(
 _CASES_SQL = """
 SELECT c.workflow_id, c.priority, c.phase, c.opened_at, c.engaged_at, c.resolved_at, c.closed_at,
     c.close_reason,
-    (SELECT min(e.at) FROM case_events e WHERE e.workflow_id = c.workflow_id AND e.type = 'engaged')
+    (SELECT min(e.at) FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'engaged')
         AS first_engaged_event_at,
-    (SELECT min(e.at) FROM case_events e WHERE e.workflow_id = c.workflow_id AND e.type = 'resolved')
+    (SELECT min(e.at) FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'resolved')
         AS first_resolved_event_at,
-    (SELECT min(x.raised_at) FROM escalations x WHERE x.workflow_id = c.workflow_id) AS first_escalation_at,
+    (SELECT min(x.raised_at) FROM escalations x
+        WHERE x.workflow_id = c.workflow_id AND x.life = c.life) AS first_escalation_at,
     COALESCE((SELECT jsonb_object_agg(m->>'name', m->>'state')
               FROM jsonb_array_elements(COALESCE(c.snapshot->'milestones', '[]'::jsonb)) m), '{}'::jsonb)
         AS milestone_states,
-    ARRAY(SELECT e.detail FROM case_events e WHERE e.workflow_id = c.workflow_id AND e.type = 'sla_breached')
+    ARRAY(SELECT e.detail FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'sla_breached')
         AS breach_details
 FROM cases c
 WHERE c.opened_at >= $1 AND c.opened_at <= $2
@@ -273,7 +277,7 @@ ORDER BY c.opened_at
 
 _ESCALATIONS_SQL = """
 SELECT x.workflow_id, x.level
-FROM escalations x JOIN cases c ON c.workflow_id = x.workflow_id
+FROM escalations x JOIN cases c ON c.workflow_id = x.workflow_id AND c.life = x.life
 WHERE c.opened_at >= $1 AND c.opened_at <= $2
 """
 

@@ -1,6 +1,12 @@
 """Which real senders to use, from environment variables; none set means the log sink for every channel.
 
 Bad values fail at worker start with the variable's name, not at the first notification.
+
+`ABH_<CHANNEL>_IDEMPOTENT` says whether that channel's provider drops a second request carrying the same
+`Idempotency-Key`: only then is a message left in doubt by a crash sent again, otherwise it waits for an
+operator as `unknown`. The defaults are what the usual providers do: Slack's incoming webhooks ignore
+the key (chat: false), PagerDuty deduplicates on `dedup_key` (page: true), and ABH's own telephony
+contract carries `idempotency_key` (call: true).
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ def _flag(env: Mapping[str, str], name: str) -> bool | None:
     if value in _TRUE | _FALSE:
         return value in _TRUE
     raise ValueError(f"{name}={env[name]!r}: expected true, false or auto")
+
+
+def _or(flag: bool | None, default: bool) -> bool:
+    return default if flag is None else flag
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -98,6 +108,9 @@ class SenderSettings:
     call_url: str | None = None
     webhook_secret: bytes | None = None
     webhook_timeout: float = 10.0
+    chat_idempotent: bool = False
+    page_idempotent: bool = True
+    call_idempotent: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SenderSettings:
@@ -116,6 +129,9 @@ class SenderSettings:
             call_url=_url(env, "ABH_CALL_WEBHOOK_URL"),
             webhook_secret=secret.encode() if secret else None,
             webhook_timeout=_number(env, "ABH_WEBHOOK_TIMEOUT", 10.0),
+            chat_idempotent=_or(_flag(env, "ABH_CHAT_IDEMPOTENT"), cls.chat_idempotent),
+            page_idempotent=_or(_flag(env, "ABH_PAGE_IDEMPOTENT"), cls.page_idempotent),
+            call_idempotent=_or(_flag(env, "ABH_CALL_IDEMPOTENT"), cls.call_idempotent),
         )
 
     def build(self) -> Senders:
@@ -123,18 +139,27 @@ class SenderSettings:
         channels: dict[Channel, Sender] = {}
         if self.smtp:
             channels["email"] = SmtpSender(self.smtp)
-        hooks: dict[Channel, tuple[str | None, Payload]] = {
-            "chat": (self.chat_url, chat_payload),
-            "page": (self.page_url, page_payload(self.page_routing_key or "", self.page_source)),
-            "call": (self.call_url, call_payload),
+        hooks: dict[Channel, tuple[str | None, Payload, bool]] = {
+            "chat": (self.chat_url, chat_payload, self.chat_idempotent),
+            "page": (
+                self.page_url,
+                page_payload(self.page_routing_key or "", self.page_source),
+                self.page_idempotent,
+            ),
+            "call": (self.call_url, call_payload, self.call_idempotent),
         }
         client = None
-        if any(url for url, _ in hooks.values()):
+        if any(url for url, _, _ in hooks.values()):
             client = httpx.AsyncClient(follow_redirects=False)
-        for channel, (url, payload) in hooks.items():
+        for channel, (url, payload, idempotent) in hooks.items():
             if url and client is not None:
                 channels[channel] = WebhookSender(
-                    url, payload, client=client, secret=self.webhook_secret, timeout=self.webhook_timeout
+                    url,
+                    payload,
+                    client=client,
+                    replay_safe=idempotent,
+                    secret=self.webhook_secret,
+                    timeout=self.webhook_timeout,
                 )
         return Senders(channels, client=client)
 

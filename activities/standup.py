@@ -80,7 +80,7 @@ SELECT c.workflow_id, c.ticket_id, c.priority, c.phase, c.customer_name, c.subje
     COALESCE((c.snapshot->>'paused')::boolean, false) AS paused,
     ARRAY(SELECT m->>'name' FROM jsonb_array_elements(COALESCE(c.snapshot->'milestones', '[]'::jsonb)) m
           WHERE m->>'state' IN ('breached', 'met_late')) AS breached_milestones,
-    ARRAY(SELECT x.level FROM escalations x WHERE x.workflow_id = c.workflow_id
+    ARRAY(SELECT x.level FROM escalations x WHERE x.workflow_id = c.workflow_id AND x.life = c.life
           GROUP BY x.level ORDER BY min(x.raised_at)) AS escalation_levels
 FROM cases c
 WHERE c.phase <> 'closed' AND c.opened_at <= $1

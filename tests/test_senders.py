@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +31,15 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.notifications import Notification, Notifier, Sender, TransientFailure
+from activities.notifications import (
+    CredentialsRefused,
+    Message,
+    Notification,
+    Notifier,
+    PermanentFailure,
+    Sender,
+    TransientFailure,
+)
 from activities.sender_config import PAGERDUTY_EVENTS_URL, SenderSettings, senders_from_env
 from activities.senders import Senders, SmtpSender, SmtpSettings
 from tests.test_templates import EXTRAS, case_facts
@@ -238,7 +246,9 @@ def outcomes(r: dict[str, Any]) -> list[str]:
 
 
 def webhook_env(receiver: Receiver) -> dict[str, str]:
+    """Every channel pointed at `receiver`; it drops a repeated key, so chat is declared idempotent too."""
     return {
+        "ABH_CHAT_IDEMPOTENT": "true",
         "ABH_CHAT_WEBHOOK_URL": receiver.url("/chat"),
         "ABH_PAGE_WEBHOOK_URL": receiver.url("/page"),
         "ABH_PAGE_ROUTING_KEY": "R0UTINGKEY",
@@ -263,6 +273,31 @@ def smtp_sender(port: int) -> Sender:
 
 async def run(notifier: Notifier, batch: list[Notification]) -> int:
     return await ActivityEnvironment().run(notifier.send_notifications, batch)
+
+
+async def left_sending_by_a_dead_worker(pool: asyncpg.Pool, key: str) -> None:
+    """What a worker killed between claiming the row and settling it leaves behind, once its claim is
+    older than any live deliverer's."""
+    await pool.execute(
+        "UPDATE notifications SET state = 'sending', claimed_by = 'act-1#2/dead',"
+        " claimed_at = now() - interval '1 hour' WHERE dedupe_key = $1",
+        key,
+    )
+
+
+def message(channel: Channel, **fields: Any) -> Message:
+    """A message straight from an outbox row, as a row written by any version of the engine may hold."""
+    values: dict[str, Any] = {
+        "dedupe_key": f"case-T-raw:1:case_opened:team:{channel}",
+        "channel": channel,
+        "recipient": "ops@acme.example",
+        "subject": "Subject",
+        "body": "Body\n",
+        "kind": "case_opened",
+        "workflow_id": "case-T-raw",
+        "role": "team",
+    }
+    return Message(**(values | fields))
 
 
 # E-mail.
@@ -402,17 +437,117 @@ async def test_an_email_left_sending_by_a_dead_worker_is_left_for_an_operator(
     notifier = Notifier(pool, smtp_sender(port))
     with pytest.raises(TransientFailure):
         await run(notifier, [n])
-    # What a worker killed between claiming the row and settling it leaves behind.
-    await pool.execute(
-        "UPDATE notifications SET state = 'sending', claimed_by = 'act-1#2/dead' WHERE dedupe_key = $1",
-        n.dedupe_key,
-    )
+    await left_sending_by_a_dead_worker(pool, n.dedupe_key)
     del box.refuse["ops@acme.example"]
     assert await run(notifier, [n]) == 0
     assert box.envelopes == []
     r = await row(pool, n.dedupe_key)
     assert r["state"] == "unknown" and "act-1#2/dead" in r["last_error"]
     assert outcomes(r) == ["transient", "abandoned"]
+
+
+async def test_a_subject_with_line_breaks_arrives_on_one_line_with_the_full_body(
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, port = mailbox
+    subject = "Checkout\nAPI\r\ndown\u2028again\u2029\x0bnow"
+    body = "first line\nsecond line\nthird line\n"
+    sent = message("email", subject=subject, body=body, html="<p>one\nline\u2028two</p>\n")
+    await smtp_sender(port)(sent)
+    (envelope,) = box.envelopes
+    assert envelope.original_content is not None
+    head = envelope.original_content.split(b"\r\n\r\n", 1)[0].decode()
+    (subject_line,) = [line for line in head.split("\r\n") if line.startswith("Subject:")]
+    assert subject_line == "Subject: Checkout API down again now"
+    (mail,) = box.messages()
+    text = mail.get_body(("plain",))
+    assert text is not None and text.get_content().splitlines() == body.splitlines()
+
+
+async def test_a_lone_surrogate_in_the_body_arrives_as_a_replacement_character(
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, port = mailbox
+    await smtp_sender(port)(message("email", body="broken \ud83d client\x00\n", html="<p>\udc00</p>\n"))
+    (mail,) = box.messages()
+    text, html = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert text is not None and text.get_content().rstrip() == "broken \ufffd client\ufffd"
+    assert html is not None and html.get_content().rstrip() == "<p>\ufffd</p>"
+
+
+async def test_a_subject_is_clipped_to_a_readable_length(mailbox: tuple[Mailbox, int]) -> None:
+    box, port = mailbox
+    await smtp_sender(port)(message("email", subject="x" * 5000))
+    (mail,) = box.messages()
+    assert mail["Subject"] == "x" * 249 + "…"
+
+
+async def test_an_address_no_email_can_carry_fails_for_good_before_connecting(
+    pool: asyncpg.Pool, ticket_id: str, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, port = mailbox
+    wf = f"case-{ticket_id}"
+    batch = [notification(wf, 1, recipient="ops@"), notification(wf, 2)]
+    notifier = Notifier(pool, smtp_sender(port))
+    assert await run(notifier, batch) == 1
+    assert await run(notifier, batch) == 0
+    assert box.rcpts == ["ops@acme.example"]
+    r = await row(pool, batch[0].dedupe_key)
+    assert (r["state"], r["attempts"]) == ("failed", 1)
+    assert r["last_error"].startswith("PermanentFailure: cannot compose the e-mail: IndexError")
+    with pytest.raises(PermanentFailure, match="cannot compose the e-mail: AttributeError"):
+        await smtp_sender(port)(message("email", recipient=":;<>@"))
+    assert box.rcpts == ["ops@acme.example"]
+
+
+@contextmanager
+def smtp_with_login() -> Iterator[tuple[Mailbox, int]]:
+    """A server that takes mail only after AUTH as abh/pw (over plain text: loopback, no TLS to set up)."""
+
+    def authenticate(
+        server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"abh", b"pw")
+        return AuthResult(success=ok, handled=False)  # unhandled: the server itself answers 535
+
+    box, port = Mailbox(), free_port()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        auth_required=True,
+        auth_require_tls=False,
+        authenticator=authenticate,
+    )
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize(
+    ("username", "password", "code"), [("abh", "wrong", "535"), (None, None, "530")], ids=["wrong", "missing"]
+)
+async def test_a_refused_or_missing_smtp_login_is_credentials_refused_and_retried(
+    pool: asyncpg.Pool, ticket_id: str, username: str | None, password: str | None, code: str
+) -> None:
+    n = notification(f"case-{ticket_id}", 1)
+    with smtp_with_login() as (box, port):
+        settings = SmtpSettings(
+            host="127.0.0.1", port=port, from_address="support@abh.example", starttls=False, timeout=5
+        )
+        refused = SmtpSender(replace(settings, username=username, password=password))
+        with pytest.raises(CredentialsRefused) as raised:
+            await run(Notifier(pool, refused), [n])
+        assert str(raised.value).startswith(f"SMTP {code} from 127.0.0.1: credentials refused")
+        r = await row(pool, n.dedupe_key)
+        assert (r["state"], outcomes(r)) == ("pending", ["transient"])
+        assert r["last_error"].startswith(f"CredentialsRefused: SMTP {code}")
+        fixed = SmtpSender(replace(settings, username="abh", password="pw"))
+        assert await run(Notifier(pool, fixed), [n]) == 1
+    assert len(box.envelopes) == 1
 
 
 # Webhooks.
@@ -570,15 +705,97 @@ async def test_a_webhook_row_left_sending_by_a_dead_worker_is_sent_again_with_it
     notifier = Notifier(pool, hooks)
     with pytest.raises(TransientFailure):
         await run(notifier, [n])
-    await pool.execute(
-        "UPDATE notifications SET state = 'sending', claimed_by = 'act-1#2/dead' WHERE dedupe_key = $1",
-        n.dedupe_key,
-    )
+    await left_sending_by_a_dead_worker(pool, n.dedupe_key)
     assert await run(notifier, [n]) == 1
     r = await row(pool, n.dedupe_key)
     assert (r["state"], r["attempts"]) == ("sent", 2)
     assert outcomes(r) == ["transient", "replay", "sent"]
     assert [h.key for h in receiver.hits] == [n.dedupe_key] * 2
+
+
+async def test_a_chat_row_left_sending_is_left_for_an_operator_by_default(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver
+) -> None:
+    env = webhook_env(receiver)
+    del env["ABH_CHAT_IDEMPOTENT"]
+    senders = senders_from_env(env)
+    receiver.script("/chat", 502)
+    n = notification(f"case-{ticket_id}", 1, "chat", role=Role.TEAM, recipient="#support")
+    notifier = Notifier(pool, senders)
+    try:
+        with pytest.raises(TransientFailure):
+            await run(notifier, [n])
+        await left_sending_by_a_dead_worker(pool, n.dedupe_key)
+        assert await run(notifier, [n]) == 0
+    finally:
+        await senders.aclose()
+    r = await row(pool, n.dedupe_key)
+    assert r["state"] == "unknown" and "act-1#2/dead" in r["last_error"]
+    assert outcomes(r) == ["transient", "abandoned"]
+    assert len(receiver.hits) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_webhook_credentials_are_retried_and_named(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver, hooks: Senders, status: int
+) -> None:
+    receiver.script("/page", status)
+    n = notification(f"case-{ticket_id}", 1, "page", kind="escalation", role=Role.TECH_LEAD, recipient="tl@x")
+    notifier = Notifier(pool, hooks)
+    with pytest.raises(CredentialsRefused) as raised:
+        await run(notifier, [n])
+    assert str(raised.value).startswith(f"HTTP {status} from 127.0.0.1: the webhook credentials")
+    assert "refused" in str(raised.value)
+    r = await row(pool, n.dedupe_key)
+    assert (r["state"], outcomes(r)) == ("pending", ["transient"])
+    assert r["last_error"].startswith(f"CredentialsRefused: HTTP {status} from 127.0.0.1")
+    assert await run(notifier, [n]) == 1
+    assert len(receiver.hits_for(n.dedupe_key)) == 2
+    assert (await row(pool, n.dedupe_key))["state"] == "sent"
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
+async def test_a_refusal_for_good_is_failed_and_not_retried(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver, hooks: Senders, status: int
+) -> None:
+    receiver.script("/chat", status)
+    n = notification(f"case-{ticket_id}", 1, "chat", role=Role.TEAM, recipient="#support")
+    notifier = Notifier(pool, hooks)
+    assert await run(notifier, [n]) == 0
+    assert await run(notifier, [n]) == 0
+    assert len(receiver.hits_for(n.dedupe_key)) == 1
+    r = await row(pool, n.dedupe_key)
+    assert (r["state"], r["attempts"], outcomes(r)) == ("failed", 1, ["permanent"])
+    assert r["last_error"].startswith(f"PermanentFailure: HTTP {status} from 127.0.0.1")
+
+
+async def test_a_webhook_body_with_lone_surrogates_and_line_breaks_is_sent_once_and_readable(
+    receiver: Receiver, hooks: Senders
+) -> None:
+    broken = {
+        "subject": "Checkout\nAPI \ud83d down\r\n<now> & \u2028later",
+        "body": "line one\nline <two> & \udc00\x00\n",
+        "facts": {"ticket_id": "T-\ud800", "customer_name": "Acme \udfff", "k\ud800": "v"},
+    }
+    for channel in ("chat", "page", "call"):
+        await hooks(message(channel, recipient="#support \ud800", **broken))
+    by_path = {h.path: h.json for h in receiver.hits}
+    assert sorted(by_path) == ["/call", "/chat", "/page"]
+    chat = by_path["/chat"]
+    header = chat["blocks"][0]["text"]["text"]
+    assert header == "Checkout API down <now> & later"
+    assert (
+        chat["text"]
+        == "*Checkout API down &lt;now&gt; &amp; later*\nline one\nline &lt;two&gt; &amp; \ufffd\ufffd\n"
+    )
+    assert chat["channel"] == "#support \ufffd"
+    assert chat["blocks"][2]["elements"][0]["text"] == "case_opened · case T-\ufffd"
+    page = by_path["/page"]["payload"]
+    assert page["summary"] == header
+    assert page["custom_details"]["customer"] == "Acme \ufffd"
+    call = by_path["/call"]
+    assert call["message"] == "line one\nline <two> & \ufffd\ufffd\n"
+    assert call["case"]["ticket_id"] == "T-\ufffd"
 
 
 async def test_an_unknown_kind_is_failed_without_blocking_the_batch(
@@ -628,3 +845,37 @@ async def test_settings_build_real_senders_for_each_channel(receiver: Receiver) 
     assert senders.configured() == ["call", "chat", "email", "page"]
     assert [senders.replay_safe(c) for c in ("call", "chat", "email", "page")] == [True, True, False, True]
     await senders.aclose()
+
+
+IDEMPOTENT_VARS = ("ABH_CHAT_IDEMPOTENT", "ABH_PAGE_IDEMPOTENT", "ABH_CALL_IDEMPOTENT")
+
+
+async def test_replay_safety_defaults_follow_what_each_provider_does() -> None:
+    env = {
+        "ABH_CHAT_WEBHOOK_URL": "https://hooks.example/chat",
+        "ABH_PAGE_ROUTING_KEY": "k",
+        "ABH_CALL_WEBHOOK_URL": "https://calls.example/call",
+    }
+    s = SenderSettings.from_env(env)
+    assert (s.chat_idempotent, s.page_idempotent, s.call_idempotent) == (False, True, True)
+    assert SenderSettings.from_env(env | dict.fromkeys(IDEMPOTENT_VARS, "auto")) == s
+    senders = s.build()
+    assert [senders.replay_safe(c) for c in ("chat", "page", "call", "email")] == [False, True, True, False]
+    await senders.aclose()
+
+
+async def test_replay_safety_can_be_set_per_channel() -> None:
+    env = {
+        "ABH_CHAT_WEBHOOK_URL": "https://hooks.example/chat",
+        "ABH_PAGE_ROUTING_KEY": "k",
+        "ABH_CALL_WEBHOOK_URL": "https://calls.example/call",
+        "ABH_CHAT_IDEMPOTENT": "yes",
+        "ABH_PAGE_IDEMPOTENT": "false",
+        "ABH_CALL_IDEMPOTENT": " OFF ",
+    }
+    senders = senders_from_env(env)
+    assert [senders.replay_safe(c) for c in ("chat", "page", "call")] == [True, False, False]
+    await senders.aclose()
+    for name in IDEMPOTENT_VARS:
+        with pytest.raises(ValueError, match=name):
+            SenderSettings.from_env({name: "sometimes"})

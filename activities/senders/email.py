@@ -5,6 +5,10 @@ SMTP has no idempotency key, so the sender tells apart the failures that leave n
 left a copy (the connection lost while the server was taking the message). The latter is reported as
 in doubt and never re-sent by the system. A Message-ID derived from the dedupe key lets an operator find
 the message in the relay's log and a mail client recognise a duplicate.
+
+What reaches the server comes from user data, so every header is put on one line (a line break in a
+subject would otherwise fail the message or inject a header) and the body is made encodable; a message
+that still cannot be composed is a permanent failure, since no retry changes its data.
 """
 
 from __future__ import annotations
@@ -17,8 +21,23 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
-from activities.notifications import DeliveryInDoubt, Message, PermanentFailure, TransientFailure
+from activities.notifications import (
+    CredentialsRefused,
+    DeliveryInDoubt,
+    Message,
+    PermanentFailure,
+    TransientFailure,
+)
 from workflows.policy import Channel
+from workflows.safe_text import one_line, storable
+
+# RFC 5322 recommends lines under 78 characters; a longer subject is folded, but nobody reads past this.
+SUBJECT_LIMIT = 250
+# Errors the email package raises for data it cannot represent; its address parser also raises
+# IndexError and AttributeError on some malformed addresses ("ops@", ":;<>@").
+_COMPOSE_ERRORS = (ValueError, TypeError, LookupError, AttributeError)
+# Replies meaning our login is missing, wrong or refused (RFC 4954), whatever the command they answer.
+_AUTH_CODES = frozenset({530, 534, 535, 538})
 
 
 @dataclass(frozen=True)
@@ -49,26 +68,39 @@ def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     """The e-mail for one outbox row; a case's messages share a thread through `References`."""
     domain = _domain(settings.from_address)
     mail = EmailMessage()
-    mail["From"] = settings.from_address
-    mail["To"] = message.recipient
-    mail["Subject"] = message.subject
+    mail["From"] = one_line(settings.from_address)
+    mail["To"] = one_line(message.recipient)
+    mail["Subject"] = one_line(message.subject, SUBJECT_LIMIT)
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = message_id(message.dedupe_key, domain)
     if message.workflow_id:
         mail["References"] = message_id(message.workflow_id, domain)
     if settings.reply_to:
-        mail["Reply-To"] = settings.reply_to
+        mail["Reply-To"] = one_line(settings.reply_to)
     mail["Auto-Submitted"] = "auto-generated"
-    mail["X-ABH-Dedupe-Key"] = message.dedupe_key
-    mail.set_content(message.body)
+    mail["X-ABH-Dedupe-Key"] = one_line(message.dedupe_key)
+    mail.set_content(storable(message.body))
     if message.html:
-        mail.add_alternative(message.html, subtype="html")
+        mail.add_alternative(storable(message.html), subtype="html")
     return mail
 
 
-def _refused(err: aiosmtplib.SMTPResponseException) -> Exception:
-    """A reply code decides: 5xx is the server's final word, 4xx asks us to come back."""
-    detail = f"SMTP {err.code}: {err.message}"
+def encoded(message: Message, settings: SmtpSettings) -> tuple[str, bytes]:
+    """The Message-ID and the bytes to hand over; data no e-mail can carry is a PermanentFailure."""
+    try:
+        mail = compose(message, settings)
+        return str(mail["Message-ID"]), mail.as_bytes()
+    except _COMPOSE_ERRORS as err:
+        raise PermanentFailure(f"cannot compose the e-mail: {type(err).__name__}: {err}") from err
+
+
+def _refused(err: aiosmtplib.SMTPResponseException, host: str) -> Exception:
+    """A reply code decides: a login refused or required waits for an operator, any other 5xx is the
+    server's final word, and 4xx asks us to come back."""
+    reply = one_line(err.message, 500)
+    if isinstance(err, aiosmtplib.SMTPAuthenticationError) or err.code in _AUTH_CODES:
+        return CredentialsRefused(f"SMTP {err.code} from {host}: credentials refused or missing: {reply}")
+    detail = f"SMTP {err.code}: {reply}"
     return PermanentFailure(detail) if 500 <= err.code < 600 else TransientFailure(detail)
 
 
@@ -84,7 +116,7 @@ class SmtpSender:
 
     async def __call__(self, message: Message) -> str:
         s = self.settings
-        mail = compose(message, s)
+        mail_id, data = encoded(message, s)
         client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
@@ -99,24 +131,26 @@ class SmtpSender:
             try:
                 await client.connect()
                 await client.mail(parseaddr(s.from_address)[1])
-                await client.rcpt(message.recipient)
-            except (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPHeloError) as err:
-                # Our credentials or relay are wrong, not the message: retry until the setup is fixed.
-                raise TransientFailure(f"SMTP {err.code}: {err.message}") from err
+                await client.rcpt(one_line(message.recipient))
+            except aiosmtplib.SMTPHeloError as err:
+                # Our relay is wrong, not the message: retry until the setup is fixed.
+                raise TransientFailure(f"SMTP {err.code}: {one_line(err.message, 500)}") from err
             except aiosmtplib.SMTPResponseException as err:
-                raise _refused(err) from err
+                raise _refused(err, s.host) from err
             except (aiosmtplib.SMTPException, OSError) as err:
                 raise TransientFailure(f"{type(err).__name__}: {err}") from err
             except UnicodeError as err:
                 raise PermanentFailure(f"address not deliverable without SMTPUTF8: {err}") from err
+            except ValueError as err:
+                raise PermanentFailure(f"address not usable in SMTP: {err}") from err
             try:
-                await client.data(mail.as_bytes())
+                await client.data(data)
             except aiosmtplib.SMTPResponseException as err:
-                raise _refused(err) from err
+                raise _refused(err, s.host) from err
             except (aiosmtplib.SMTPException, OSError) as err:
                 raise DeliveryInDoubt(f"connection lost while sending the message: {err}") from err
             with suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
         finally:
             client.close()
-        return str(mail["Message-ID"])
+        return mail_id

@@ -1,9 +1,13 @@
 """HTTP webhook senders for the `chat`, `page` and `call` channels.
 
 Every request carries the outbox dedupe key as `Idempotency-Key` (and, for paging, as PagerDuty's
-`dedup_key`), so a copy sent again after a crash is recognised by the provider: that is what makes these
-channels safe to replay. With a secret configured the body is signed (HMAC-SHA256 over
-`<timestamp>.<body>`), so a receiver can reject forged or replayed-late calls.
+`dedup_key`, for calls as `idempotency_key`). Only a provider that deduplicates on it makes a channel
+safe to replay after a crash, and not every one does (Slack's incoming webhooks ignore the header), so
+each sender is told whether its channel is. With a secret configured the body is signed (HMAC-SHA256
+over `<timestamp>.<body>`), so a receiver can reject forged or replayed-late calls.
+
+Every string in a body is made encodable first: a lone surrogate would make the JSON unencodable, and a
+message that can never be encoded would otherwise be retried for ever.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any
 
 import httpx
 
-from activities.notifications import Message, PermanentFailure, TransientFailure
+from activities.notifications import CredentialsRefused, Message, PermanentFailure, TransientFailure
 from workflows.policy import Channel
+from workflows.safe_text import one_line, storable
 
 Payload = Callable[[Message], dict[str, Any]]
 
@@ -66,11 +71,12 @@ def _mrkdwn(text: str) -> str:
 def chat_payload(message: Message) -> dict[str, Any]:
     """Slack incoming-webhook shape: `text` for notifications and old clients, blocks for layout."""
     ref = message.facts.get("ticket_id") or message.workflow_id
+    subject = one_line(message.subject)
     return {
-        "text": f"*{_mrkdwn(message.subject)}*\n{_mrkdwn(message.body)}"[:3900],
+        "text": f"*{_mrkdwn(subject)}*\n{_mrkdwn(message.body)}"[:3900],
         "channel": message.recipient,
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
+            {"type": "header", "text": {"type": "plain_text", "text": one_line(subject, 150)}},
             {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(message.body)[:3000]}},
             {
                 "type": "context",
@@ -90,7 +96,7 @@ def page_payload(routing_key: str, source: str) -> Payload:
             "dedup_key": message.dedupe_key,
             "client": "ABH case lifecycle",
             "payload": {
-                "summary": message.subject[:1024],
+                "summary": one_line(message.subject, 1024),
                 "source": source,
                 "severity": SEVERITY.get(message.facts.get("priority", ""), "error"),
                 "class": message.kind,
@@ -149,13 +155,21 @@ def _provider_id(response: httpx.Response) -> str | None:
 
 
 def outcome(response: httpx.Response) -> str | None:
-    """2xx delivers; 408, 429 and 5xx may succeed later; any other answer will not."""
+    """2xx delivers; 408, 429 and 5xx may succeed later; 401 and 403 refuse our key or token, which
+    only an operator can fix, so they are retried with backoff and shown; any other answer (400, 404,
+    410, a redirect) will never succeed."""
     code = response.status_code
     if 200 <= code < 300:
         return _provider_id(response)
-    detail = f"HTTP {code} from {response.request.url.host}: {response.text[:300]}"
+    host = response.request.url.host
+    detail = f"HTTP {code} from {host}: {one_line(response.text, 300)}"
     if code in (408, 429) or code >= 500:
         raise TransientFailure(detail, retry_after=_retry_after(response))
+    if code in (401, 403):
+        raise CredentialsRefused(
+            f"HTTP {code} from {host}: the webhook credentials (URL key, token or signing secret) were"
+            f" refused: {one_line(response.text, 300)}"
+        )
     raise PermanentFailure(detail)
 
 
@@ -168,21 +182,31 @@ class WebhookSender:
         payload: Payload,
         *,
         client: httpx.AsyncClient,
+        replay_safe: bool,
         secret: bytes | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.url = url
         self._payload = payload
         self._client = client
+        self._replay_safe = replay_safe
         self._secret = secret
         self._timeout = timeout
 
     def replay_safe(self, channel: Channel) -> bool:
-        """Every request carries the idempotency key, so a second copy is the provider's to drop."""
-        return True
+        """Whether this provider drops a second copy carrying the same key, as configured: only then may
+        a row left in doubt by a crash be sent again."""
+        return self._replay_safe
+
+    def _body(self, message: Message) -> bytes:
+        try:
+            payload = storable(self._payload(message))
+            return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        except (ValueError, TypeError) as err:
+            raise PermanentFailure(f"cannot encode the webhook body: {type(err).__name__}: {err}") from err
 
     async def __call__(self, message: Message) -> str | None:
-        body = json.dumps(self._payload(message), ensure_ascii=False, separators=(",", ":")).encode()
+        body = self._body(message)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "abh-notifier",
