@@ -30,6 +30,7 @@ from activities import attention
 from activities.database import connect as connect_database
 from activities.reporting import parse_since, report_command
 from stack import logs, render, views
+from stack.attention import attention_report
 from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
 from stack.embedded import start_postgres
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--ticket", help="one case's notifications")
     outbox.add_argument("--limit", type=int, default=100)
     outbox.add_argument("--json", action="store_true", help="JSON for scripts")
+    stuck = commands.add_parser("attention", help="everything stuck: retrying cases, outbox, damaged rows")
+    stuck.add_argument(
+        "--all-running", action="store_true", help="also scan every running case's pending activities"
+    )
+    stuck.add_argument("--json", action="store_true", help="JSON for scripts")
     settle = commands.add_parser(
         "settle-notification", help="record what happened to an e-mail in doubt (state unknown)"
     )
@@ -153,6 +159,8 @@ async def run(args: argparse.Namespace) -> int:
         return await _report(settings, args.since, args.fmt)
     if args.command in ("notifications", "settle-notification"):
         return await _outbox(settings, args)
+    if args.command == "attention":
+        return await _attention(settings, args.all_running, args.json)
 
     payload: dict[str, Any] = {}
     if args.command in ACTIONS:
@@ -245,6 +253,18 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     else:
         views.output().print(render.outbox_rows(rows))
     return 0
+
+
+async def _attention(settings: Settings, all_running: bool, as_json: bool) -> int:
+    """Exit 0 when nothing needs attention, 1 when something does (for a monitoring check)."""
+    client = await connect(settings)
+    async with _database(settings) as pool:
+        report = await attention_report(client, pool, all_running=all_running)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        views.output().print(render.attention(report))
+    return 0 if report.empty else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
-"""Notifications an operator must look at, and the operator's verdict on one in doubt.
+"""What an operator must look at in PostgreSQL, and the operator's verdict on a notification in doubt.
 
 An e-mail whose send was interrupted is parked `unknown`: the provider may hold it and cannot drop a copy,
 so the system never sends it again by itself. The operator checks the provider (the Message-ID derives
-from the dedupe key) and records what happened; a failed row shows what went wrong.
+from the dedupe key) and records what happened; a failed row shows what went wrong. A timeline entry
+PostgreSQL refused as it was is stored in a safe form with the reason (`damaged_entries`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel
 
-from activities.notifications import append_to_log, attempt_entry
+from activities.notifications import CLAIM_TTL, append_to_log, attempt_entry
 
 AttentionState = Literal["unknown", "failed", "sending", "pending"]
 Verdict = Literal["sent", "failed"]
@@ -62,6 +63,38 @@ async def needing_attention(
         limit,
     )
     return [OutboxRow.model_validate(dict(r)) for r in rows]
+
+
+async def abandoned_sends(pool: asyncpg.Pool, *, limit: int = 100) -> list[OutboxRow]:
+    """Rows still `sending` long after any live deliverer would have finished: the relay will resolve
+    them (re-send with the key, or park them `unknown`), and until then they are in doubt."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM notifications WHERE state = 'sending' AND claimed_at < now() - $1::interval"
+        " ORDER BY created_at, dedupe_key LIMIT $2",
+        CLAIM_TTL,
+        limit,
+    )
+    return [OutboxRow.model_validate(dict(r)) for r in rows]
+
+
+class DamagedEntry(BaseModel):
+    """A timeline entry PostgreSQL refused as it was, kept escaped, with the reason."""
+
+    workflow_id: str
+    life: str
+    seq: int
+    type: str
+    storage_error: str
+    recorded_at: datetime
+
+
+async def damaged_entries(pool: asyncpg.Pool, *, limit: int = 100) -> list[DamagedEntry]:
+    rows = await pool.fetch(
+        "SELECT workflow_id, life, seq, type, storage_error, recorded_at FROM case_events"
+        " WHERE storage_error IS NOT NULL ORDER BY recorded_at DESC LIMIT $1",
+        limit,
+    )
+    return [DamagedEntry.model_validate(dict(r)) for r in rows]
 
 
 async def settle(

@@ -17,6 +17,7 @@ from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
 
 if TYPE_CHECKING:
     from activities.attention import OutboxRow
+    from stack.attention import AttentionReport
     from stack.views import CaseRow
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
@@ -314,3 +315,44 @@ def outbox_rows(rows: list[OutboxRow]) -> Table:
             r.last_error or "-",
         )
     return table
+
+
+def attention(report: AttentionReport) -> Group:
+    """Everything stuck: cases retrying something, then the outbox and timeline rows to look at."""
+    if report.empty:
+        return Group(Text("nothing needs attention", style="green"))
+    cases = Table(title=f"{len(report.cases)} case(s) retrying", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("case", "what", "since", "rounds / attempt", "last error"):
+        cases.add_column(name, no_wrap=name in ("case", "since"))
+    for c in report.cases:
+        for t in c.troubles:
+            cases.add_row(c.ticket_id, t.what, stamp(t.since), f"round {t.rounds}", t.error)
+        for a in c.activities:
+            cases.add_row(
+                c.ticket_id,
+                f"activity {a.activity_type}",
+                stamp(a.last_attempt_at),
+                f"attempt {a.attempt}",
+                a.last_failure or "-",
+            )
+        if c.note:
+            cases.add_row(c.ticket_id, "-", "-", "-", c.note)
+    parts: list[Table | Text] = [cases] if report.cases else []
+    if report.notifications:
+        parts.append(outbox_rows(report.notifications))
+    if report.abandoned_sends:
+        table = outbox_rows(report.abandoned_sends)
+        table.title = f"{len(report.abandoned_sends)} send(s) abandoned mid-way (the relay resolves them)"
+        parts.append(table)
+    if report.damaged_entries:
+        damaged = Table(
+            title=f"{len(report.damaged_entries)} timeline entr(ies) stored in a safe form",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        for name in ("case", "seq", "type", "recorded", "why"):
+            damaged.add_column(name)
+        for d in report.damaged_entries:
+            damaged.add_row(d.workflow_id, str(d.seq), d.type, stamp(d.recorded_at), d.storage_error)
+        parts.append(damaged)
+    return Group(*parts)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -177,3 +178,33 @@ async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout
     while await pool.fetchval(query, workflow_id) < count:
         assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
         await asyncio.sleep(0.05)
+
+
+async def failed_tasks(handle: WorkflowHandle[Any, Any]) -> int:
+    """Workflow tasks that failed in the case's current run."""
+    failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    return len([e async for e in handle.fetch_history_events() if e.event_type == failed])
+
+
+async def highest_attempt(handle: WorkflowHandle[Any, Any]) -> int:
+    """The highest attempt among the case's pending activities (0 when none is pending)."""
+    raw = (await handle.describe()).raw_description
+    return max((a.attempt for a in raw.pending_activities), default=0)
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 30, every: float = 0.2) -> Any:
+    """Poll the async `check` until it returns something truthy; fails naming `what` after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await check()
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(every)
+
+
+async def visible(client: Client, workflow_id: str, condition: str) -> bool:
+    """Whether visibility lists the case under `condition` (a query over the case search attributes)."""
+    query = f'WorkflowId = "{workflow_id}" AND {condition}'
+    return bool([e async for e in client.list_workflows(query, limit=1)])

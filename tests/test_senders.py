@@ -77,6 +77,8 @@ class Receiver:
     delivered: dict[str, Hit] = field(default_factory=dict)
     scripts: dict[str, list[tuple[int, dict[str, str], float]]] = field(default_factory=dict)
     hold_at: int | None = None
+    refusing: dict[str, int] = field(default_factory=dict)
+    """Paths answered with this status, delivering nothing, until removed (a provider down for a while)."""
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +97,8 @@ class Receiver:
         """Status, headers, delay, and whether this request must wait for `release`."""
         with self.lock:
             self.hits.append(hit)
+            if hit.path in self.refusing:
+                return self.refusing[hit.path], {}, 0, False
             queue = self.scripts.get(hit.path)
             if queue:
                 return (*queue.pop(0), False)

@@ -17,6 +17,7 @@ import hashlib
 from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -55,6 +56,10 @@ class SmtpSettings:
     ca_file: str | None = None
 
 
+# Lines up to SMTP's own limit, so a long dedupe key stays on one line and reads the same in a relay log.
+UNFOLDED = SMTP_POLICY.clone(max_line_length=998)
+
+
 def _domain(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2] or "abh.invalid"
 
@@ -67,7 +72,7 @@ def message_id(key: str, domain: str) -> str:
 def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     """The e-mail for one outbox row; a case's messages share a thread through `References`."""
     domain = _domain(settings.from_address)
-    mail = EmailMessage()
+    mail = EmailMessage(policy=UNFOLDED)
     mail["From"] = one_line(settings.from_address)
     mail["To"] = one_line(message.recipient)
     mail["Subject"] = one_line(message.subject, SUBJECT_LIMIT)
