@@ -145,6 +145,13 @@ def _error(err: BaseException) -> str:
 DATA_ERRORS = (ValueError, TypeError, LookupError, jinja2.TemplateError)
 
 
+class RelayRequest(BaseModel):
+    """One pass of the relay: at most `limit` rows, each untried for at least `idle`."""
+
+    limit: int = 200
+    idle: timedelta = RELAY_AFTER
+
+
 class RelayReport(BaseModel):
     """What one pass of the outbox relay did."""
 
@@ -294,11 +301,12 @@ class Notifier:
         return await self._deliver_all(keys, bound)
 
     @activity.defn
-    async def relay_outbox(self, limit: int = 200) -> RelayReport:
+    async def relay_outbox(self, request: RelayRequest) -> RelayReport:
         """Deliver what cases left behind: rows pending with nobody trying them (a case that closed or
         continued as new while a channel was down), and rows whose deliverer is gone mid-send."""
         report = RelayReport()
-        keys = [r["dedupe_key"] for r in await self._pool.fetch(_LEFT_BEHIND, RELAY_AFTER, CLAIM_TTL, limit)]
+        found = await self._pool.fetch(_LEFT_BEHIND, request.idle, CLAIM_TTL, request.limit)
+        keys = [r["dedupe_key"] for r in found]
         claim = self._claim()
         async with self._heartbeats():
             for key in keys:

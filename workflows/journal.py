@@ -301,20 +301,20 @@ class CaseJournal:
         self._rounds += 1
         trouble_id = f"{self._rounds}"
         rounds = 0
-        try:
-            while True:
-                try:
-                    return await attempt()
-                except ActivityError as err:
-                    if is_permanent(err):
-                        workflow.logger.error(f"{what} failed for good", extra={"error": failure_text(err)})
-                        return None
+        while True:
+            try:
+                result = await attempt()
+            except ActivityError as err:
+                if not is_permanent(err):
                     rounds += 1
                     self._troubled(trouble_id, what, rounds, failure_text(err))
                     await workflow.sleep(pause_after(rounds), summary=clipped(f"Retry {what}", 200))
-        finally:
+                    continue
+                workflow.logger.error(f"{what} failed for good", extra={"error": failure_text(err)})
+                result = None
             if self._troubles.pop(trouble_id, None) is not None:
                 self._show()
+            return result
 
     def _troubled(self, trouble_id: str, what: str, rounds: int, error: str) -> None:
         since = self._troubles[trouble_id].since if trouble_id in self._troubles else workflow.now()

@@ -13,19 +13,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import Notifier, RelayReport
+    from activities.notifications import Notifier, RelayReport, RelayRequest
 
 RELAY_WORKFLOW_TYPE = "OutboxRelayWorkflow"
-RELAY_BATCH = 200
 
 
 @workflow.defn(name=RELAY_WORKFLOW_TYPE)
 class OutboxRelayWorkflow:
     @workflow.run
-    async def run(self) -> RelayReport:
+    async def run(self, request: RelayRequest | None = None) -> RelayReport:
         return await workflow.execute_activity_method(
             Notifier.relay_outbox,
-            RELAY_BATCH,
+            request or RelayRequest(),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3),

@@ -1,0 +1,251 @@
+"""Outages never hold a case's clocks: PostgreSQL stopped across a P1's deadline, SMTP down while a case
+continues as new or closes. The case acts on time in Temporal (state, search attributes); the rows and
+messages follow when the outage ends, each once. Real dev server, a PostgreSQL of the test's own that it
+stops and starts, a loopback SMTP server it stops and starts.
+
+Outages last ABH_TEST_OUTAGE_SECONDS (short by default; the README gives the figures of the full-length
+runs: `ABH_TEST_OUTAGE_SECONDS=120` for PostgreSQL, 300 for SMTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiosmtpd.controller import Controller
+from temporalio.testing import WorkflowEnvironment
+
+from activities.database import connect, migrate
+from activities.notifications import RelayRequest
+from activities.sender_config import senders_from_env
+from stack.embedded import start_postgres
+from tests.cases import (
+    case_worker,
+    failed_tasks,
+    round_the_clock_policy,
+    rows,
+    settled,
+    status_when,
+    ticket,
+    until,
+    visible,
+)
+from tests.test_senders import Mailbox, free_port
+from workflows.case import CaseWorkflow
+from workflows.models import CloseReason, Phase
+from workflows.outbox_relay import OutboxRelayWorkflow
+
+OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
+ESCALATION = timedelta(minutes=60)
+ON_TIME = timedelta(seconds=5)
+# The longest a case waits between rounds, plus a round: when the rows must be in after an outage.
+CATCH_UP = 300 + 30
+
+
+class StoppablePostgres:
+    """A PostgreSQL of the test's own (pgserver), stopped and started like a real outage."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver
+
+        self.url = start_postgres(data_dir)
+        self._server: Any = pgserver.get_server(str(data_dir))  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        from pgserver import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "stop", "-m", "fast"], pgdata=self._server.pgdata, user=self._server.system_user
+        )
+
+    def start(self) -> None:
+        self._server.ensure_postgres_running()
+
+
+@pytest.fixture
+def outage_db(tmp_path: Path) -> Iterator[StoppablePostgres]:
+    db = StoppablePostgres(tmp_path / "pg")
+    yield db
+    db.start()
+
+
+@pytest_asyncio.fixture
+async def outage_pool(outage_db: StoppablePostgres) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect(outage_db.url, max_size=10)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+async def until_outage_ends(down_at: datetime) -> None:
+    left = down_at + timedelta(seconds=OUTAGE) - datetime.now(UTC)
+    await asyncio.sleep(max(left.total_seconds(), 0))
+
+
+def due_in(lead: float) -> datetime:
+    """An `opened_at` that puts a P1's 60-minute escalation `lead` seconds from now."""
+    return datetime.now(UTC) - ESCALATION + timedelta(seconds=lead)
+
+
+@pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
+async def test_a_database_outage_across_the_deadline_escalates_on_time_and_writes_the_row_after(
+    dev_env: WorkflowEnvironment,
+    outage_db: StoppablePostgres,
+    outage_pool: asyncpg.Pool,
+    task_queue: str,
+    ticket_id: str,
+) -> None:
+    lead = min(OUTAGE / 2, 30) + 4
+    async with case_worker(dev_env, outage_pool, task_queue, round_the_clock_policy()) as cases:
+        late = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(lead)))
+        withdrawn = await cases.open(ticket(f"{ticket_id}-w", "P1", opened_at=due_in(lead + 6)))
+        for h in (late, withdrawn):
+            await status_when(h, lambda s: s.phase is Phase.ENGAGED)
+            await settled(h, outage_pool)
+        deadline = (await late.query(CaseWorkflow.status)).escalation_due_at
+        assert deadline is not None
+
+        outage_db.stop()
+        down_at = datetime.now(UTC)
+        await withdrawn.signal("cancel", {"reason": "duplicate of another ticket"})
+        await until(lambda: visible(dev_env.client, late.id, "CaseEscalated = true"), "escalated", 60)
+        assert datetime.now(UTC) - deadline < ON_TIME
+        await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = true"), "flagged", 30)
+        status = await status_when(late, lambda s: any("PostgreSQL" in t.what for t in s.attention))
+        assert status.escalated and status.escalations[0].raised_at - deadline < ON_TIME
+
+        await until_outage_ends(down_at)
+        gone = await withdrawn.query(CaseWorkflow.status)
+        assert gone.phase is Phase.CLOSED and gone.escalations == [] and not gone.escalated
+        outage_db.start()
+
+        (row,) = await until(lambda: rows(outage_pool, "escalations", late.id), "Tech Lead row", CATCH_UP)
+        assert row["raised_at"] - deadline < ON_TIME
+        assert row["created_at"] > down_at + timedelta(seconds=OUTAGE)
+        await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = false"), "cleared", 30)
+        assert await withdrawn.result() is not None
+        assert await rows(outage_pool, "escalations", withdrawn.id) == []
+        (closed,) = await rows(outage_pool, "cases", withdrawn.id)
+        assert closed["phase"] == "closed"
+        assert await failed_tasks(late) == 0
+        await cases.terminate_running()
+
+
+class SmtpServer:
+    """aiosmtpd on a fixed loopback port that can go away (connections refused) and come back."""
+
+    def __init__(self) -> None:
+        self.box = Mailbox()
+        self.port = free_port()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.box, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def keys(self, workflow_id: str) -> list[str]:
+        """The dedupe keys of the case's e-mails that arrived, one per copy."""
+        found = [str(m["X-ABH-Dedupe-Key"]) for m in self.box.messages()]
+        return [k for k in found if k.startswith(workflow_id)]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_FROM": "support@abh.example"}
+
+
+async def emails_sent(pool: asyncpg.Pool, workflow_id: str) -> list[str] | None:
+    mail = [r for r in await rows(pool, "notifications", workflow_id) if r["channel"] == "email"]
+    return [r["dedupe_key"] for r in mail] if mail and all(r["state"] == "sent" for r in mail) else None
+
+
+@pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
+async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_every_email_arrives_once(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, smtp: SmtpServer
+) -> None:
+    senders = senders_from_env(smtp_env(smtp.port))
+    policy = round_the_clock_policy(continue_as_new_after_events=100)
+    lead = min(OUTAGE / 2, 60) + 4
+    try:
+        async with case_worker(dev_env, pool, task_queue, policy, senders) as cases:
+            h = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(lead)))
+            first_run = (await h.describe()).run_id
+            down_at = datetime.now(UTC)
+            await status_when(h, lambda s: s.phase is Phase.ENGAGED)
+            for n in range(30):  # one at a time: each a workflow task and a write of its own
+                await h.signal("add_note", {"text": f"note {n}"})
+                await asyncio.sleep(0.1)
+
+            async def continued() -> bool:
+                return (await dev_env.client.get_workflow_handle(h.id).describe()).run_id != first_run
+
+            await until(continued, "continued as new while mail is down", timeout=20)
+            deadline = (await h.query(CaseWorkflow.status)).escalation_due_at
+            assert deadline is not None
+            await until(lambda: visible(dev_env.client, h.id, "CaseEscalated = true"), "escalated", lead + 30)
+            assert datetime.now(UTC) - deadline < ON_TIME
+            assert smtp.keys(h.id) == []
+
+            await asyncio.sleep(
+                max((down_at + timedelta(seconds=OUTAGE) - datetime.now(UTC)).total_seconds(), 0)
+            )
+            smtp.start()
+            sent = await until(lambda: emails_sent(pool, h.id), "every e-mail delivered", CATCH_UP)
+            assert sorted(smtp.keys(h.id)) == sorted(sent)
+            assert (
+                len(sent) >= 4
+            )  # the customer's opening, the TAM's, the Tech Lead's and the TAM's escalation
+            live = dev_env.client.get_workflow_handle(h.id)
+            assert await failed_tasks(live) == 0
+            await cases.terminate_running()
+    finally:
+        await senders.aclose()
+
+
+@pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
+async def test_a_case_closes_during_a_mail_outage_and_the_relay_delivers_what_it_left(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, smtp: SmtpServer
+) -> None:
+    senders = senders_from_env(smtp_env(smtp.port))
+    try:
+        async with case_worker(dev_env, pool, task_queue, round_the_clock_policy(), senders) as cases:
+            h = await cases.open(ticket(ticket_id, "P2"))
+            await status_when(h, lambda s: s.phase is Phase.ENGAGED)
+            await h.execute_update("resolved", {"summary": "config fixed"})
+            await status_when(h, lambda s: s.follow_up_sent_at is not None)
+            await h.signal("customer_confirmed", {})
+            outcome = await asyncio.wait_for(h.result(), timeout=60)
+            assert outcome.close_reason is CloseReason.CONFIRMED
+            assert smtp.keys(h.id) == []
+            left = [r for r in await rows(pool, "notifications", h.id) if r["state"] == "pending"]
+            assert left, "the case closed with its mail still to deliver"
+
+            smtp.start()
+            report = await dev_env.client.execute_workflow(
+                OutboxRelayWorkflow.run,
+                RelayRequest(idle=timedelta(0)),
+                id=f"relay-{ticket_id}",
+                task_queue=task_queue,
+            )
+            assert report.delivered >= len(left)
+            sent = await until(lambda: emails_sent(pool, h.id), "every e-mail delivered", 30)
+            assert sorted(smtp.keys(h.id)) == sorted(sent)
+    finally:
+        await senders.aclose()
