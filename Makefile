@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install run test check bench clean
+.PHONY: install browser run test check bench clean
 
 install: $(VENV)/.installed
 
@@ -17,8 +17,12 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(PY) worker.py --demo
 
+## browser: Debian's Chromium for the Web UI test (installed once; needs root, as CI has)
+browser:
+	bash .ci/install-browser
+
 ## test: the whole suite on real Temporal servers and a real PostgreSQL
-test: install
+test: install browser
 	$(PY) -m pytest
 
 ## check: lint and types, as CI runs them
