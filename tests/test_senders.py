@@ -3,6 +3,7 @@ behaves like a provider honouring idempotency keys. The outbox rows tell what ha
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -25,6 +26,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
@@ -39,6 +41,7 @@ from activities.notifications import (
     PermanentFailure,
     Sender,
     TransientFailure,
+    write_outbox,
 )
 from activities.sender_config import PAGERDUTY_EVENTS_URL, SenderSettings, senders_from_env
 from activities.senders import Senders, SmtpSender, SmtpSettings
@@ -883,3 +886,28 @@ async def test_replay_safety_can_be_set_per_channel() -> None:
     for name in IDEMPOTENT_VARS:
         with pytest.raises(ValueError, match=name):
             SenderSettings.from_env({name: "sometimes"})
+
+
+@pytest.mark.parametrize(("idempotent", "left"), [("false", "unknown"), ("true", "pending")])
+async def test_a_send_cancelled_midway_is_never_left_sending(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver, idempotent: str, left: str
+) -> None:
+    senders = senders_from_env(webhook_env(receiver) | {"ABH_CHAT_IDEMPOTENT": idempotent})
+    n = notification(f"case-{ticket_id}", 1, "chat", role=Role.TEAM, recipient="#support")
+    notifier = Notifier(pool, senders)
+    async with pool.acquire() as conn:
+        await write_outbox(conn, [n], structlog.get_logger())
+    receiver.hold_at = 1
+    env = ActivityEnvironment()
+    delivery = asyncio.create_task(env.run(notifier.deliver, [n.dedupe_key]))
+    try:
+        assert await asyncio.to_thread(receiver.held.wait, 10), "the post never reached the provider"
+        env.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await delivery
+        r = await row(pool, n.dedupe_key)
+        assert r["state"] == left
+        assert outcomes(r) == ["cancelled"]
+    finally:
+        receiver.release.set()
+        await senders.aclose()
