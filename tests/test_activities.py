@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.case_store import CaseRecord, CaseStore, TechLeadTicket
+from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
 from activities.notifications import Message, Notification, Notifier
 from tests.cases import ticket
 from workflows.models import CaseStatus, Phase, Priority, TimelineEntry
@@ -149,3 +150,68 @@ async def test_migrations_are_applied_once(pool: asyncpg.Pool) -> None:
     ]
     assert versions == [version for version, _, _ in migrations()]
     assert versions[:2] == [1, 2]
+
+
+def changes(ticket_id: str, life: str, events: list[TimelineEntry], at: datetime = NOW) -> CaseChanges:
+    t = ticket(ticket_id, "P2")
+    status = CaseStatus(
+        workflow_id=f"case-{ticket_id}",
+        life=life,
+        ticket=t,
+        priority=Priority.P2,
+        phase=Phase.ENGAGED,
+        opened_at=NOW,
+    )
+    return CaseChanges(
+        workflow_id=status.workflow_id, life=life, seq=events[-1].seq, as_of=at, status=status, events=events
+    )
+
+
+async def test_text_postgresql_cannot_hold_is_stored_safely(pool: asyncpg.Pool, ticket_id: str) -> None:
+    nasty = "bad\x00text \ud800 here"
+    entry = TimelineEntry(
+        seq=1, at=NOW, type="note", actor=nasty, detail=nasty, data={f"k\x00{nasty}": nasty}
+    )
+    await ActivityEnvironment().run(CaseStore(pool).record_changes, changes(ticket_id, "L1", [entry]))
+    row = await fetch_one(pool, "SELECT * FROM case_events WHERE workflow_id = $1", f"case-{ticket_id}")
+    assert row["detail"] == row["actor"] == "bad\ufffdtext \ufffd here"
+    assert json.loads(row["data"]) == {"k\ufffdbad\ufffdtext \ufffd here": "bad\ufffdtext \ufffd here"}
+    assert row["storage_error"] is None
+
+
+async def test_an_entry_postgresql_refuses_is_kept_escaped_with_the_reason(
+    pool: asyncpg.Pool, ticket_id: str
+) -> None:
+    refused = TimelineEntry(seq=1, at=NOW, type="note", detail="the note", data={"ratio": float("nan")})
+    fine = TimelineEntry(seq=2, at=NOW, type="note", detail="the next note")
+    stored = changes(ticket_id, "L1", [refused, fine])
+    await ActivityEnvironment().run(CaseStore(pool).record_changes, stored)
+    first, second = await pool.fetch(
+        "SELECT * FROM case_events WHERE workflow_id = $1 ORDER BY seq", f"case-{ticket_id}"
+    )
+    assert first["detail"] == "the note" and "nan" in json.loads(first["data"])["unstored"]
+    assert first["storage_error"] and "invalid input syntax for type json" in first["storage_error"]
+    assert second["detail"] == "the next note" and second["storage_error"] is None
+
+
+async def test_a_new_life_of_a_ticket_writes_its_own_rows_and_becomes_the_live_row(
+    pool: asyncpg.Pool, ticket_id: str
+) -> None:
+    store, env = CaseStore(pool), ActivityEnvironment()
+    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="first life")
+    later = NOW.replace(hour=12)
+    again = TimelineEntry(seq=1, at=later, type="note", detail="second life")
+    await env.run(
+        store.record_changes, changes(ticket_id, "L1", [entry, entry.model_copy(update={"seq": 2})])
+    )
+    await env.run(store.record_changes, changes(ticket_id, "L2", [again], at=later))
+    await env.run(store.record_changes, changes(ticket_id, "L1", [entry.model_copy(update={"seq": 3})]))
+    lives = await pool.fetch(
+        "SELECT life, seq, detail FROM case_events WHERE workflow_id = $1 ORDER BY life, seq",
+        f"case-{ticket_id}",
+    )
+    assert [(r["life"], r["seq"]) for r in lives] == [("L1", 1), ("L1", 2), ("L1", 3), ("L2", 1)]
+    row = await fetch_one(
+        pool, "SELECT life, last_seq FROM cases WHERE workflow_id = $1", f"case-{ticket_id}"
+    )
+    assert (row["life"], row["last_seq"]) == ("L2", 1)

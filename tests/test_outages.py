@@ -88,6 +88,11 @@ async def until_outage_ends(down_at: datetime) -> None:
     await asyncio.sleep(max(left.total_seconds(), 0))
 
 
+def figure(what: str, took: timedelta) -> None:
+    """A measured figure, printed for the README (`pytest -s`)."""
+    print(f"\nFIGURE (outage {OUTAGE:.0f} s) {what}: {took.total_seconds():.1f} s")
+
+
 def due_in(lead: float) -> datetime:
     """An `opened_at` that puts a P1's 60-minute escalation `lead` seconds from now."""
     return datetime.now(UTC) - ESCALATION + timedelta(seconds=lead)
@@ -115,6 +120,7 @@ async def test_a_database_outage_across_the_deadline_escalates_on_time_and_write
         down_at = datetime.now(UTC)
         await withdrawn.signal("cancel", {"reason": "duplicate of another ticket"})
         await until(lambda: visible(dev_env.client, late.id, "CaseEscalated = true"), "escalated", 60)
+        figure("database down: CaseEscalated visible after the deadline", datetime.now(UTC) - deadline)
         assert datetime.now(UTC) - deadline < ON_TIME
         await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = true"), "flagged", 30)
         status = await status_when(late, lambda s: any("PostgreSQL" in t.what for t in s.attention))
@@ -124,8 +130,10 @@ async def test_a_database_outage_across_the_deadline_escalates_on_time_and_write
         gone = await withdrawn.query(CaseWorkflow.status)
         assert gone.phase is Phase.CLOSED and gone.escalations == [] and not gone.escalated
         outage_db.start()
+        up_at = datetime.now(UTC)
 
         (row,) = await until(lambda: rows(outage_pool, "escalations", late.id), "Tech Lead row", CATCH_UP)
+        figure("database back: Tech Lead row written after it returned", datetime.now(UTC) - up_at)
         assert row["raised_at"] - deadline < ON_TIME
         assert row["created_at"] > down_at + timedelta(seconds=OUTAGE)
         await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = false"), "cleared", 30)
@@ -197,21 +205,21 @@ async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_e
                 return (await dev_env.client.get_workflow_handle(h.id).describe()).run_id != first_run
 
             await until(continued, "continued as new while mail is down", timeout=20)
+            figure("mail down: continued as new, since the case opened", datetime.now(UTC) - down_at)
             deadline = (await h.query(CaseWorkflow.status)).escalation_due_at
             assert deadline is not None
             await until(lambda: visible(dev_env.client, h.id, "CaseEscalated = true"), "escalated", lead + 30)
+            figure("mail down: CaseEscalated visible after the deadline", datetime.now(UTC) - deadline)
             assert datetime.now(UTC) - deadline < ON_TIME
             assert smtp.keys(h.id) == []
 
-            await asyncio.sleep(
-                max((down_at + timedelta(seconds=OUTAGE) - datetime.now(UTC)).total_seconds(), 0)
-            )
+            await until_outage_ends(down_at)
             smtp.start()
+            up_at = datetime.now(UTC)
             sent = await until(lambda: emails_sent(pool, h.id), "every e-mail delivered", CATCH_UP)
+            figure(f"mail back: all {len(sent)} e-mails delivered", datetime.now(UTC) - up_at)
             assert sorted(smtp.keys(h.id)) == sorted(sent)
-            assert (
-                len(sent) >= 4
-            )  # the customer's opening, the TAM's, the Tech Lead's and the TAM's escalation
+            assert len(sent) >= 4, "the customer's and the TAM's at opening, the Tech Lead's and TAM's later"
             live = dev_env.client.get_workflow_handle(h.id)
             assert await failed_tasks(live) == 0
             await cases.terminate_running()
@@ -231,7 +239,9 @@ async def test_a_case_closes_during_a_mail_outage_and_the_relay_delivers_what_it
             await h.execute_update("resolved", {"summary": "config fixed"})
             await status_when(h, lambda s: s.follow_up_sent_at is not None)
             await h.signal("customer_confirmed", {})
+            asked = datetime.now(UTC)
             outcome = await asyncio.wait_for(h.result(), timeout=60)
+            figure("mail down: the run completed after the confirmation", datetime.now(UTC) - asked)
             assert outcome.close_reason is CloseReason.CONFIRMED
             assert smtp.keys(h.id) == []
             left = [r for r in await rows(pool, "notifications", h.id) if r["state"] == "pending"]

@@ -80,6 +80,9 @@ async def test_poison_signals_are_rejected_bounded_and_the_escalation_fires_on_t
         deadline = opened_at + ESCALATION
         await until(lambda: visible(dev_env.client, h.id, "CaseEscalated = true"), "escalated", timeout=40)
         seen = datetime.now(UTC)
+        print(
+            f"\nFIGURE poison signals: escalated {(seen - deadline).total_seconds():.1f} s after the deadline"
+        )
         assert seen - deadline < timedelta(seconds=5), f"escalated {seen - deadline} after its deadline"
 
         status = await settled(h, pool)
@@ -166,10 +169,13 @@ async def test_a_refused_page_key_is_retried_shown_to_operators_and_delivered_on
         render.attention(report)
         await asyncio.sleep(max(OUTAGE - 5, 0))
         del receiver.refusing["/page"]
+        works_at = datetime.now(UTC)
 
         pages = await until(
             lambda: _sent_on(pool, h.id, "page"), "the page delivered after the key works", timeout=120
         )
+        took = (datetime.now(UTC) - works_at).total_seconds()
+        print(f"\nFIGURE (refused {OUTAGE:.0f} s) page delivered after the key worked again: {took:.1f} s")
         for key in pages:
             delivered = [x for x in receiver.hits_for(key) if x.key in receiver.delivered]
             assert receiver.delivered[key].key == key and len(delivered) >= 1
