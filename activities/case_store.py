@@ -173,7 +173,27 @@ class CaseStore:
     async def record_changes(self, changes: CaseChanges) -> list[str]:
         """Store one batch of a case's changes in one transaction; returns the dedupe keys of its
         notifications still to be delivered."""
-        c = changes
+        _, pending = await self._store(changes)
+        return pending
+
+    @activity.defn
+    async def record_case(self, record: CaseRecord) -> int:
+        """Upsert the case row and append timeline entries; returns the number of new entries. Cases
+        opened before `record_changes` still call it; their rows belong to the life ''."""
+        as_of = max((e.at for e in record.events), default=record.status.opened_at)
+        changes = CaseChanges(
+            workflow_id=record.workflow_id,
+            life=record.status.life,
+            seq=record.seq,
+            as_of=as_of,
+            status=record.status,
+            events=record.events,
+        )
+        inserted, _ = await self._store(changes)
+        return inserted
+
+    async def _store(self, c: CaseChanges) -> tuple[int, list[str]]:
+        """(new timeline entries, keys of notifications still to deliver)."""
         bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
         damaged: list[str] = []
         inserted = 0
@@ -196,68 +216,7 @@ class CaseStore:
         if damaged:
             bound.error("stored in a safe form after a data error", damaged=damaged)
         bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
-        return [k for k in keys if k in pending]
-
-    @activity.defn
-    async def record_case(self, record: CaseRecord) -> int:
-        """Upsert the case row and append timeline entries; returns the number of new entries. Cases
-        opened before `record_changes` still call it; their rows belong to the legacy life ''."""
-        s = record.status
-        bound = log.bind(workflow_id=record.workflow_id, ticket_id=s.ticket.ticket_id, seq=record.seq)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
-                INSERT INTO cases (workflow_id, ticket_id, priority, phase, customer_account, customer_name,
-                    subject, assignee, opened_at, engaged_at, resolved_at, closed_at, close_reason,
-                    escalated, sla_breached, on_standup, last_seq, snapshot)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                ON CONFLICT (workflow_id) DO UPDATE SET
-                    priority = EXCLUDED.priority, phase = EXCLUDED.phase, assignee = EXCLUDED.assignee,
-                    engaged_at = EXCLUDED.engaged_at, resolved_at = EXCLUDED.resolved_at,
-                    closed_at = EXCLUDED.closed_at, close_reason = EXCLUDED.close_reason,
-                    escalated = EXCLUDED.escalated, sla_breached = EXCLUDED.sla_breached,
-                    on_standup = EXCLUDED.on_standup, last_seq = EXCLUDED.last_seq,
-                    snapshot = EXCLUDED.snapshot, updated_at = now()
-                WHERE cases.last_seq <= EXCLUDED.last_seq
-                """,
-                record.workflow_id,
-                s.ticket.ticket_id,
-                s.priority.value,
-                s.phase.value,
-                s.ticket.customer.account_id,
-                s.ticket.customer.name,
-                s.ticket.subject,
-                s.assignee,
-                s.opened_at,
-                s.engaged_at,
-                s.resolved_at,
-                s.closed_at,
-                s.close_reason.value if s.close_reason else None,
-                s.escalated,
-                s.sla_breached,
-                s.on_standup,
-                record.seq,
-                _snapshot(s),
-            )
-            inserted = 0
-            for e in record.events:
-                result = await conn.execute(
-                    """
-                    INSERT INTO case_events (workflow_id, seq, at, type, actor, detail, data)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (workflow_id, life, seq) DO NOTHING
-                    """,
-                    record.workflow_id,
-                    e.seq,
-                    e.at,
-                    e.type,
-                    e.actor,
-                    e.detail,
-                    json.dumps(e.data, default=str),
-                )
-                inserted += result.endswith(" 1")
-        bound.info("case recorded", phase=s.phase.value, new_events=inserted)
-        return inserted
+        return inserted, [k for k in keys if k in pending]
 
     @activity.defn
     async def open_tech_lead_ticket(self, ticket: TechLeadTicket) -> bool:

@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         WaitingOnCustomer,
     )
-    from workflows.policy import Channel, Policy, Role
+    from workflows.policy import Channel, EscalationLevel, Policy, Role
     from workflows.safe_text import shown
 
 # A P1 raised from a lower priority gets the P1 contact: the call and the TAM's word.
@@ -325,82 +325,67 @@ class CaseWorkflow(CaseActions):
         """Raise the next level once for this engagement: at once in the case (state, search attributes,
         card), with its ticket row, notifications and standup flag written out beside the lifecycle."""
         case = self.case
-        level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
-        engagement = case.engagement
-        raised = any(e.level == level.name and e.engagement == engagement for e in case.escalations)
+        level = self._level(due)
+        raised = any(e.level == level.name and e.engagement == case.engagement for e in case.escalations)
         if case.phase is not Phase.ENGAGED or case.paused or raised:
             return
-        key = f"{life_key(case)}:{engagement}:{level.name}"
-        reason = f"unresolved {messages.duration(level.after)} after engagement {engagement}"
-        case.escalations.append(
-            Escalation(
-                level=level.name,
-                engagement=engagement,
-                raised_at=workflow.now(),
-                due_at=due.at,
-                ticket_key=key,
-                notified=[r.value for r in level.notify],
-            )
-        )
-        case.escalated = True
-        case.on_standup = True
-        entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
-        self._journal.open_ticket(
-            TechLeadTicket(
-                ticket_key=key,
-                workflow_id=case.workflow_id,
-                life=case.life,
-                seq=entry.seq,
-                engagement=engagement,
-                level=level.name,
-                priority=case.priority,
-                assignee=self._address_of(level.owner),
-                reason=reason,
-                raised_at=entry.at,
-            )
-        )
-        facts = {"level": level.name, "after": messages.duration(level.after)}
-        self._notify(entry, "escalation", list(level.notify), facts=facts)
+        ticket = self._ticket(due, f"{life_key(case)}:{case.engagement}:{level.name}", workflow.now())
+        entry = self._mark_escalated(due, ticket)
+        self._journal.open_ticket(ticket.model_copy(update={"life": case.life, "seq": entry.seq}))
 
     async def _escalate(self, due: Due) -> None:
         """The inline path of cases opened before the journal was written beside the lifecycle."""
         case = self.case
-        level = next(lv for lv in self.policy.levels_for(case.priority) if lv.name == due.subject)
-        engagement = case.engagement
-        key = f"{case.workflow_id}:{engagement}:{level.name}"
-        reason = f"unresolved {messages.duration(level.after)} after engagement {engagement}"
-        raised_at = workflow.now()
+        level = self._level(due)
+        ticket = self._ticket(due, f"{case.workflow_id}:{case.engagement}:{level.name}", workflow.now())
         await workflow.execute_activity_method(
             CaseStore.open_tech_lead_ticket,
-            TechLeadTicket(
-                ticket_key=key,
-                workflow_id=case.workflow_id,
-                engagement=engagement,
-                level=level.name,
-                priority=case.priority,
-                assignee=self._address_of(level.owner),
-                reason=reason,
-                raised_at=raised_at,
-            ),
+            ticket,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=PATIENT,
             summary=f"Open {level.name} ticket",
         )
+        self._mark_escalated(due, ticket)
+
+    def _level(self, due: Due) -> EscalationLevel:
+        return next(lv for lv in self.policy.levels_for(self.case.priority) if lv.name == due.subject)
+
+    def _ticket(self, due: Due, key: str, raised_at: datetime) -> TechLeadTicket:
+        case, level = self.case, self._level(due)
+        return TechLeadTicket(
+            ticket_key=key,
+            workflow_id=case.workflow_id,
+            engagement=case.engagement,
+            level=level.name,
+            priority=case.priority,
+            assignee=self._address_of(level.owner),
+            reason=f"unresolved {messages.duration(level.after)} after engagement {case.engagement}",
+            raised_at=raised_at,
+        )
+
+    def _mark_escalated(self, due: Due, ticket: TechLeadTicket) -> TimelineEntry:
+        """The case escalated: its record, the flags, the timeline entry and who is told."""
+        case, level = self.case, self._level(due)
         case.escalations.append(
             Escalation(
                 level=level.name,
-                engagement=engagement,
-                raised_at=raised_at,
+                engagement=ticket.engagement,
+                raised_at=ticket.raised_at,
                 due_at=due.at,
-                ticket_key=key,
+                ticket_key=ticket.ticket_key,
                 notified=[r.value for r in level.notify],
             )
         )
         case.escalated = True
         case.on_standup = True
-        entry = self._record("escalated", f"{level.name} ticket {key}: {reason}", data={"level": level.name})
+        entry = self._record(
+            "escalated",
+            f"{level.name} ticket {ticket.ticket_key}: {ticket.reason}",
+            data={"level": level.name},
+        )
         facts = {"level": level.name, "after": messages.duration(level.after)}
         self._notify(entry, "escalation", list(level.notify), facts=facts)
+        return entry
 
     def _remind_paused(self) -> None:
         pause = self.case.pauses[-1]
