@@ -116,18 +116,15 @@ async def settled(handle: WorkflowHandle[CaseWorkflow, Any], pool: asyncpg.Pool)
     """Status once every timeline entry the case holds has reached PostgreSQL and its notifications
     have gone out (no activity in flight)."""
 
-    async def stored() -> int:
-        return int(
-            await pool.fetchval(
-                "SELECT coalesce(max(seq), 0) FROM case_events WHERE workflow_id = $1", handle.id
-            )
-        )
+    async def stored(life: str) -> int:
+        query = "SELECT coalesce(max(seq), 0) FROM case_events WHERE workflow_id = $1 AND life = $2"
+        return int(await pool.fetchval(query, handle.id, life))
 
     deadline = asyncio.get_running_loop().time() + 15
     while True:
         status = await handle.query(CaseWorkflow.status)
         last = status.timeline[-1].seq if status.timeline else 0
-        if await stored() >= last:
+        if await stored(status.life) >= last:
             await quiet(handle)
             return await handle.query(CaseWorkflow.status)
         if asyncio.get_running_loop().time() > deadline:

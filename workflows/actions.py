@@ -17,26 +17,25 @@ from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from workflows.models import CaseStatus
-    from workflows.rules import Unreadable
     from workflows.safe_text import one_line
 
 
-def only(payloads: Sequence[RawValue]) -> Any:
-    """A signal's single payload, decoded here so that one that is not JSON (a lone surrogate, bad bytes)
-    is rejected in the timeline rather than dropped by the SDK; none is an empty payload, several are
-    refused as one bad payload."""
+def only(payloads: Sequence[RawValue]) -> tuple[Any, str | None]:
+    """A signal's single payload and, when it cannot be read, why: decoded here so that one that is not
+    JSON (a lone surrogate, bad bytes) is rejected in the timeline rather than dropped by the SDK; none is
+    an empty payload, several are one bad payload."""
     if len(payloads) > 1:
-        return Unreadable(f"expected one JSON object, got {len(payloads)} values")
+        return None, f"expected one JSON object, got {len(payloads)} values"
     if not payloads:
-        return None
+        return None, None
     try:
-        return workflow.payload_converter().from_payload(payloads[0].payload)
+        return workflow.payload_converter().from_payload(payloads[0].payload), None
     except Exception as err:
-        return Unreadable(f"not readable as JSON: {one_line(str(err), 200)}")
+        return None, f"not readable as JSON: {one_line(str(err), 200)}"
 
 
 class CaseActions:
-    async def _act(self, name: str, payload: Any) -> None:
+    async def _act(self, name: str, payload: Any, unreadable: str | None = None) -> None:
         raise NotImplementedError
 
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
@@ -49,7 +48,7 @@ class CaseActions:
     async def action_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
         """Every action's signal, and any other name (rejected as unknown): one handler, so each payload
         is decoded here and a bad one is rejected in the timeline, never dropped."""
-        await self._act(name, only(payloads))
+        await self._act(name, *only(payloads))
 
     @workflow.update(name="assign")
     async def assign_now(self, payload: Any) -> CaseStatus:

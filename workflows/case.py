@@ -155,11 +155,15 @@ class CaseWorkflow(CaseActions):
         return self._outcome()
 
     def _begin_life(self) -> None:
-        """Write the journal beside the lifecycle; key this life's rows on its first run id. A reset
-        starts a new chain of runs, so a reset case, like a ticket opened again, writes rows of its own."""
+        """Write the journal beside the lifecycle; key this life's rows on the run id it began with. A
+        continued run keeps the life it carries; a reset run begins a new one (Temporal keeps the chain's
+        first run id through a reset, so a reset is told by a run id other than its history's own), so a
+        reset case, like a ticket opened again, writes rows of its own."""
         case = self.case
-        if self._policy is None or case.life:
-            case.life = workflow.info().first_execution_run_id
+        info = workflow.info()
+        reset = info.run_id != info.original_execution_run_id
+        if self._policy is None or (case.life and reset):
+            case.life = info.run_id
         self._journal.start(lambda: self.case)
 
     async def _ingest(self) -> None:
@@ -422,13 +426,13 @@ class CaseWorkflow(CaseActions):
         refused), so an early `customer_contacted` is not judged against the triage phase."""
         return self._policy is not None and self.case.phase is not Phase.TRIAGE
 
-    async def _act(self, name: str, payload: Any) -> None:
+    async def _act(self, name: str, payload: Any, unreadable: str | None = None) -> None:
         if self._case is None:
             return
         if not self._ready():
             await workflow.wait_condition(self._ready)
         try:
-            action = rules.parse_action(name, payload)
+            action = rules.parse_action(name, payload, unreadable)
             rules.check(self.case, name, action)
         except rules.Refused as refusal:
             self._record("rejected", str(refusal), data={"action": shown(name)})

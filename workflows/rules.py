@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,13 +47,6 @@ def moves_clocks(action: Action) -> bool:
     return not isinstance(action, CLOCK_NEUTRAL)
 
 
-@dataclass(frozen=True)
-class Unreadable:
-    """A payload that could not be decoded at all; `reason` says why."""
-
-    reason: str
-
-
 class Refused(ValueError):
     """An action the case cannot take now; the message says why and what is allowed."""
 
@@ -78,13 +70,14 @@ def field_errors(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_action(name: str, payload: Any) -> Action:
-    """The payload as the action's model; Refused with field-level messages when it does not fit."""
+def parse_action(name: str, payload: Any, unreadable: str | None = None) -> Action:
+    """The payload as the action's model; Refused with field-level messages when it does not fit, or
+    with why it could not be read at all (`unreadable`)."""
     model = ACTIONS.get(name)
     if model is None:
         raise Refused(f"unknown action '{shown(name)}'; actions are: {', '.join(ACTIONS)}")
-    if isinstance(payload, Unreadable):
-        raise Refused(f"invalid {name} payload: {payload.reason}")
+    if unreadable:
+        raise Refused(f"invalid {name} payload: {unreadable}")
     try:
         return model.model_validate({} if payload is None else payload)
     except ValidationError as err:

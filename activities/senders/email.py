@@ -14,6 +14,7 @@ that still cannot be composed is a permanent failure, since no retry changes its
 from __future__ import annotations
 
 import hashlib
+import re
 from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -30,7 +31,7 @@ from activities.notifications import (
     TransientFailure,
 )
 from workflows.policy import Channel
-from workflows.safe_text import one_line, storable
+from workflows.safe_text import one_line, shown, storable
 
 # RFC 5322 recommends lines under 78 characters; a longer subject is folded, but nobody reads past this.
 SUBJECT_LIMIT = 250
@@ -74,7 +75,7 @@ def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     domain = _domain(settings.from_address)
     mail = EmailMessage(policy=UNFOLDED)
     mail["From"] = one_line(settings.from_address)
-    mail["To"] = one_line(message.recipient)
+    mail["To"] = deliverable(message.recipient)
     mail["Subject"] = one_line(message.subject, SUBJECT_LIMIT)
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = message_id(message.dedupe_key, domain)
@@ -90,8 +91,21 @@ def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     return mail
 
 
+# One addr-spec: no display name, no spaces or controls, one @ with something on each side.
+_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
+
+
+def deliverable(recipient: str) -> str:
+    """The recipient as an address to hand to SMTP; free text (an assignee's name, a pasted header)
+    is refused for good rather than parsed into some other address."""
+    if not _ADDRESS.fullmatch(recipient):
+        raise PermanentFailure(f"recipient {shown(recipient)!r} is not an e-mail address")
+    return recipient
+
+
 def encoded(message: Message, settings: SmtpSettings) -> tuple[str, bytes]:
     """The Message-ID and the bytes to hand over; data no e-mail can carry is a PermanentFailure."""
+    deliverable(message.recipient)
     try:
         mail = compose(message, settings)
         return str(mail["Message-ID"]), mail.as_bytes()
@@ -136,7 +150,7 @@ class SmtpSender:
             try:
                 await client.connect()
                 await client.mail(parseaddr(s.from_address)[1])
-                await client.rcpt(one_line(message.recipient))
+                await client.rcpt(deliverable(message.recipient))
             except aiosmtplib.SMTPHeloError as err:
                 # Our relay is wrong, not the message: retry until the setup is fixed.
                 raise TransientFailure(f"SMTP {err.code}: {one_line(err.message, 500)}") from err
