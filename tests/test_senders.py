@@ -501,9 +501,10 @@ async def test_an_address_no_email_can_carry_fails_for_good_before_connecting(
     assert box.rcpts == ["ops@acme.example"]
     r = await row(pool, batch[0].dedupe_key)
     assert (r["state"], r["attempts"]) == ("failed", 1)
-    assert r["last_error"].startswith("PermanentFailure: cannot compose the e-mail: IndexError")
-    with pytest.raises(PermanentFailure, match="cannot compose the e-mail: AttributeError"):
-        await smtp_sender(port)(message("email", recipient=":;<>@"))
+    assert r["last_error"] == "PermanentFailure: recipient 'ops@' is not an e-mail address"
+    for free_text in (":;<>@", "Ana\r\nBcc: evil@x.example", "on-call team", "Ana <ana@x.example>"):
+        with pytest.raises(PermanentFailure, match="is not an e-mail address"):
+            await smtp_sender(port)(message("email", recipient=free_text))
     assert box.rcpts == ["ops@acme.example"]
 
 
