@@ -36,7 +36,8 @@ from stack.client import connect
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
 from stack.settings import Settings
-from workflows.models import ACTIONS, CLOCK_SKEW, CaseInput, case_workflow_id
+from workflows.actions import ACTIONS
+from workflows.models import CLOCK_SKEW, CaseInput, case_workflow_id
 from workflows.policy import load_policy
 from workflows.rules import Refused, field_errors, parse_action
 
@@ -122,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     settle.add_argument("--by", required=True, help="who checked the provider")
     settle.add_argument("--note", help="what the provider showed")
 
-    for action, model in ACTIONS.items():
-        sub = commands.add_parser(action, help=f"send the {action} action")
+    for action, spec in ACTIONS.items():
+        sub = commands.add_parser(action, help=f"send the {action} action (accepted while {spec.meaning})")
         sub.add_argument("ticket_id")
-        _add_model_options(sub, model)
+        _add_model_options(sub, spec.model)
         sub.add_argument(
             "--signal", action="store_true", help="fire-and-forget: send as a signal, not an update"
         )
@@ -164,7 +165,7 @@ async def run(args: argparse.Namespace) -> int:
 
     payload: dict[str, Any] = {}
     if args.command in ACTIONS:
-        model = ACTIONS[args.command]
+        model = ACTIONS[args.command].model
         payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
         try:
             parse_action(args.command, payload)

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.case_store import CaseStore, TechLeadTicket
     from activities.policy_source import PolicySource
     from workflows import clocks, messages, rules
-    from workflows.actions import CaseActions
+    from workflows.actions import CaseActions, handles
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
         ACTIVITY_TIMEOUT,
@@ -117,6 +117,7 @@ class CaseWorkflow(CaseActions):
             self._case = self._new_case(args[0] if args else None)
         self._next: Due | None = None
         self._clocks_moved = False
+        self._register_updates()
 
     def _new_case(self, ticket: Any) -> CaseStatus | None:
         """The case for a new ticket; None, with the reason kept, when the input is invalid."""
@@ -437,7 +438,7 @@ class CaseWorkflow(CaseActions):
         except rules.Refused as refusal:
             self._record("rejected", str(refusal), data={"action": shown(name)})
             return
-        self._apply(action)
+        self._apply(name, action)
 
     def _check(self, name: str, payload: Any) -> None:
         """The update validator: refuse to the caller, before anything is written to history."""
@@ -450,63 +451,82 @@ class CaseWorkflow(CaseActions):
 
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
         """Apply a validated action and answer with the case once its timeline entry is stored."""
-        self._apply(rules.parse_action(name, payload))
+        self._apply(name, rules.parse_action(name, payload))
         seq = self._journal.seq
         await workflow.wait_condition(lambda: self._journal.written >= seq)
         return self.case
 
-    def _apply(self, action: Action) -> None:
-        case = self.case
-        now = workflow.now()
-        match action:
-            case Assign(assignee=assignee):
-                case.assignee = assignee
-                self._record("assigned", f"assigned to {assignee}", data={"assignee": assignee})
-            case CustomerContacted(channel=channel, note=note):
-                self._record("customer_contacted", f"customer contacted by {channel.value}", note=note)
-                self._verify(Milestone.FIRST_RESPONSE, None)
-            case MilestoneVerified(milestone=milestone, by=by, note=note):
-                self._verify(milestone, by, note=note)
-            case Resolved(summary=summary, by=by):
-                case.phase = Phase.AWAITING_CONFIRMATION
-                case.resolved_at = now
-                case.resolution = summary
-                case.follow_up_sent_at = case.confirmed_at = None
-                case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
-                self._end_pause(now)
-                entry = self._record("resolved", summary, actor=by)
-                told = "resolution" in self.policy.for_priority(case.priority).tam_told
-                if told and workflow.patched(TAM_TOLD_AT_RESOLUTION):
-                    self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"resolved: {summary}"})
-            case CustomerConfirmed(note=note):
-                case.confirmed_at = now
-                self._record("customer_confirmed", "customer confirmed the fix", actor="customer", note=note)
-            case CustomerRejected(note=note):
-                case.resolved_at = None
-                case.resolution = None
-                self._record(
-                    "customer_rejected", "customer says it is not fixed", actor="customer", note=note
-                )
-                self._begin_engagement(now, note or "")
-            case ChangePriority(priority=priority, reason=reason):
-                self._reprioritise(priority, reason)
-            case WaitingOnCustomer(note=note):
-                case.paused = True
-                case.pauses.append(Pause(started_at=now, note=note))
-                self._record("paused", "waiting on the customer; resolution clocks paused", note=note)
-            case CustomerReplied(note=note):
-                self._end_pause(now)
-                self._record(
-                    "resumed", "customer replied; resolution clocks running", actor="customer", note=note
-                )
-            case AddNote(text=text, by=by):
-                self._record("note", text, actor=by)
-            case Cancel(reason=reason, by=by):
-                self._record("cancelled", reason, actor=by)
-                self._close(CloseReason.CANCELLED, reason)
-        if rules.moves_clocks(action):
-            clocks.refresh_due_instants(case, self.policy, self.clocks, now)
+    def _apply(self, name: str, action: Action) -> None:
+        self.handlers[name](self, action)
+        if rules.moves_clocks(name):
+            clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         self._clocks_moved = True
+
+    @handles("assign")
+    def _assign(self, action: Assign) -> None:
+        self.case.assignee = action.assignee
+        self._record("assigned", f"assigned to {action.assignee}", data={"assignee": action.assignee})
+
+    @handles("customer_contacted")
+    def _contacted(self, action: CustomerContacted) -> None:
+        self._record("customer_contacted", f"customer contacted by {action.channel.value}", note=action.note)
+        self._verify(Milestone.FIRST_RESPONSE, None)
+
+    @handles("milestone_verified")
+    def _milestone_verified(self, action: MilestoneVerified) -> None:
+        self._verify(action.milestone, action.by, note=action.note)
+
+    @handles("resolved")
+    def _resolved(self, action: Resolved) -> None:
+        case, now = self.case, workflow.now()
+        case.phase = Phase.AWAITING_CONFIRMATION
+        case.resolved_at = now
+        case.resolution = action.summary
+        case.follow_up_sent_at = case.confirmed_at = None
+        case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
+        self._end_pause(now)
+        entry = self._record("resolved", action.summary, actor=action.by)
+        told = "resolution" in self.policy.for_priority(case.priority).tam_told
+        if told and workflow.patched(TAM_TOLD_AT_RESOLUTION):
+            self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"resolved: {action.summary}"})
+
+    @handles("customer_confirmed")
+    def _confirmed(self, action: CustomerConfirmed) -> None:
+        self.case.confirmed_at = workflow.now()
+        self._record("customer_confirmed", "customer confirmed the fix", actor="customer", note=action.note)
+
+    @handles("customer_rejected")
+    def _rejected(self, action: CustomerRejected) -> None:
+        self.case.resolved_at = None
+        self.case.resolution = None
+        self._record("customer_rejected", "customer says it is not fixed", actor="customer", note=action.note)
+        self._begin_engagement(workflow.now(), action.note or "")
+
+    @handles("change_priority")
+    def _change_priority(self, action: ChangePriority) -> None:
+        self._reprioritise(action.priority, action.reason)
+
+    @handles("waiting_on_customer")
+    def _waiting(self, action: WaitingOnCustomer) -> None:
+        self.case.paused = True
+        self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
+        self._record("paused", "waiting on the customer; resolution clocks paused", note=action.note)
+
+    @handles("customer_replied")
+    def _replied(self, action: CustomerReplied) -> None:
+        self._end_pause(workflow.now())
+        self._record(
+            "resumed", "customer replied; resolution clocks running", actor="customer", note=action.note
+        )
+
+    @handles("add_note")
+    def _note(self, action: AddNote) -> None:
+        self._record("note", action.text, actor=action.by)
+
+    @handles("cancel")
+    def _cancel(self, action: Cancel) -> None:
+        self._record("cancelled", action.reason, actor=action.by)
+        self._close(CloseReason.CANCELLED, action.reason)
 
     def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:
         ms = self._milestone(milestone)

@@ -189,20 +189,6 @@ Action = (
     | Cancel
 )
 
-ACTIONS: dict[str, type[Action]] = {
-    "assign": Assign,
-    "customer_contacted": CustomerContacted,
-    "milestone_verified": MilestoneVerified,
-    "resolved": Resolved,
-    "customer_confirmed": CustomerConfirmed,
-    "customer_rejected": CustomerRejected,
-    "change_priority": ChangePriority,
-    "waiting_on_customer": WaitingOnCustomer,
-    "customer_replied": CustomerReplied,
-    "add_note": AddNote,
-    "cancel": Cancel,
-}
-
 
 class TimelineEntry(BaseModel):
     seq: int

@@ -6,14 +6,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workflows.actions import ACTIONS, OPEN_PHASES
 from workflows.models import (
-    ACTIONS,
     Action,
-    AddNote,
     Assign,
     CaseStatus,
     ChangePriority,
-    CustomerContacted,
     Milestone,
     MilestoneState,
     MilestoneVerified,
@@ -21,30 +19,10 @@ from workflows.models import (
 )
 from workflows.safe_text import one_line, shown
 
-OPEN_PHASES = frozenset({Phase.TRIAGE, Phase.QUEUED, Phase.ENGAGED, Phase.AWAITING_CONFIRMATION})
 
-ALLOWED_PHASES: dict[str, frozenset[Phase]] = {
-    "assign": OPEN_PHASES,
-    "customer_contacted": frozenset({Phase.ENGAGED}),
-    "milestone_verified": frozenset({Phase.ENGAGED}),
-    "resolved": frozenset({Phase.ENGAGED}),
-    "customer_confirmed": frozenset({Phase.AWAITING_CONFIRMATION}),
-    "customer_rejected": frozenset({Phase.AWAITING_CONFIRMATION}),
-    "change_priority": OPEN_PHASES,
-    "waiting_on_customer": frozenset({Phase.ENGAGED}),
-    "customer_replied": frozenset({Phase.ENGAGED}),
-    "add_note": OPEN_PHASES,
-    "cancel": OPEN_PHASES,
-}
-
-
-# Actions that change no due instant: a burst of notes costs no calendar arithmetic.
-CLOCK_NEUTRAL = (AddNote, Assign, CustomerContacted, MilestoneVerified)
-
-
-def moves_clocks(action: Action) -> bool:
-    """Whether `action` can move a due instant (it changes the priority, phase, engagement or a pause)."""
-    return not isinstance(action, CLOCK_NEUTRAL)
+def moves_clocks(name: str) -> bool:
+    """Whether the action `name` can move a due instant."""
+    return ACTIONS[name].moves_clocks
 
 
 class Refused(ValueError):
@@ -73,13 +51,14 @@ def field_errors(err: ValidationError) -> str:
 def parse_action(name: str, payload: Any, unreadable: str | None = None) -> Action:
     """The payload as the action's model; Refused with field-level messages when it does not fit, or
     with why it could not be read at all (`unreadable`)."""
-    model = ACTIONS.get(name)
-    if model is None:
+    spec = ACTIONS.get(name)
+    if spec is None:
         raise Refused(f"unknown action '{shown(name)}'; actions are: {', '.join(ACTIONS)}")
     if unreadable:
         raise Refused(f"invalid {name} payload: {unreadable}")
     try:
-        return model.model_validate({} if payload is None else payload)
+        action: Action = spec.model.model_validate({} if payload is None else payload)  # type: ignore[assignment]
+        return action
     except ValidationError as err:
         raise Refused(f"invalid {name} payload: {field_errors(err)}") from None
 
@@ -92,7 +71,7 @@ def _phase_names(phases: frozenset[Phase]) -> str:
 
 def allowed_now(case: CaseStatus) -> list[str]:
     """The actions the case accepts in its current phase and pause state."""
-    names = [name for name, phases in ALLOWED_PHASES.items() if case.phase in phases]
+    names = [name for name, spec in ACTIONS.items() if case.phase in spec.phases]
     skip = "waiting_on_customer" if case.paused else "customer_replied"
     return [n for n in names if n != skip]
 
@@ -100,7 +79,7 @@ def allowed_now(case: CaseStatus) -> list[str]:
 def check(case: CaseStatus, name: str, action: Action) -> None:
     """Raise Refused when `case` cannot take `action` now."""
     ticket = case.ticket.ticket_id
-    allowed = ALLOWED_PHASES[name]
+    allowed = ACTIONS[name].phases
     if case.phase not in allowed:
         now = ", ".join(allowed_now(case)) or "nothing, the case is closed"
         raise Refused(
