@@ -47,7 +47,7 @@ class CaseFacts(BaseModel):
     close_reason: str | None = None
     first_escalation_at: datetime | None = None
     milestone_states: dict[str, str] = Field(default_factory=dict)
-    breach_details: list[str] = Field(default_factory=list)
+    breached_in_timeline: list[str] = Field(default_factory=list)
 
 
 class EscalationFacts(BaseModel):
@@ -153,11 +153,9 @@ def first_intervention(case: CaseFacts) -> datetime | None:
 
 
 def breached_milestones(case: CaseFacts) -> set[str]:
-    """From the snapshot's milestone states, and from `sla_breached` events ("<milestone> missed its ...")."""
+    """From the snapshot's milestone states, and from the milestone each `sla_breached` entry names."""
     found = {name for name, state in case.milestone_states.items() if state in ("breached", "met_late")}
-    for detail in case.breach_details:
-        found.update(m.value for m in Milestone if detail.startswith(f"{m.value} "))
-    return found
+    return found | (set(case.breached_in_timeline) & {m.value for m in Milestone})
 
 
 def _counted(case: CaseFacts) -> bool:
@@ -267,9 +265,9 @@ SELECT c.workflow_id, c.priority, c.phase, c.opened_at, c.engaged_at, c.resolved
     COALESCE((SELECT jsonb_object_agg(m->>'name', m->>'state')
               FROM jsonb_array_elements(COALESCE(c.snapshot->'milestones', '[]'::jsonb)) m), '{}'::jsonb)
         AS milestone_states,
-    ARRAY(SELECT e.detail FROM case_events e
-        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'sla_breached')
-        AS breach_details
+    ARRAY(SELECT e.data->>'milestone' FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'sla_breached'
+          AND e.data ? 'milestone') AS breached_in_timeline
 FROM cases c
 WHERE c.opened_at >= $1 AND c.opened_at <= $2
 ORDER BY c.opened_at

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from activities.database import migrations
 from activities.reporting import (
     CaseFacts,
     DurationStats,
@@ -129,12 +130,14 @@ async def seed(pool: asyncpg.Pool, run: str, s: Seed) -> None:
     )
     for seq, (type_, when, detail) in enumerate(s.events, start=1):
         await pool.execute(
-            "INSERT INTO case_events (workflow_id, seq, at, type, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO case_events (workflow_id, seq, at, type, detail, data)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
             wf,
             seq,
             when,
             type_,
             detail,
+            json.dumps({"milestone": detail.split()[0]} if type_ == "sla_breached" else {}),
         )
     for level, engagement, raised in s.escalations:
         await pool.execute(
@@ -259,4 +262,22 @@ def test_since_parsing() -> None:
 
 def test_facts_model_accepts_a_bare_case() -> None:
     bare = CaseFacts(workflow_id="w", priority="P4", phase="triage", opened_at=NOW)
-    assert bare.milestone_states == {} and bare.breach_details == []
+    assert bare.milestone_states == {} and bare.breached_in_timeline == []
+
+
+async def test_breaches_recorded_before_entries_named_their_milestone_are_read_after_the_migration(
+    pool: asyncpg.Pool, ticket_id: str
+) -> None:
+    """Migration 0004 copies the milestone out of the wording once, so the report reads data alone."""
+    await seed(pool, ticket_id, Seed("old", "P3", "engaged", at(3, 9), at(3, 9)))
+    wf = f"case-report-{ticket_id}-old"
+    await pool.execute(
+        "INSERT INTO case_events (workflow_id, seq, at, type, detail) VALUES ($1, 9, $2, 'sla_breached', $3)",
+        wf,
+        at(3, 13),
+        "data_verified missed its 8h00m target",
+    )
+    (sql,) = [text for version, _, text in migrations() if version == 4]
+    await pool.execute(sql)
+    data = await pool.fetchval("SELECT data FROM case_events WHERE workflow_id = $1 AND seq = 9", wf)
+    assert json.loads(data) == {"milestone": "data_verified"}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib import resources
 
 import pytest
 
 from activities.notifications import render, render_html
 from tests.cases import ticket
 from workflows import messages
-from workflows.models import CaseStatus, Phase, Priority
+from workflows.models import CaseStatus, NotificationKind, Phase, Priority
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -69,3 +70,11 @@ def test_html_escapes_what_the_customer_wrote_and_text_keeps_it() -> None:
 
 def test_a_kind_without_an_html_template_is_text_only() -> None:
     assert render_html("no_such_kind", case_facts(), "subject") is None
+
+
+def test_every_notification_kind_has_its_templates() -> None:
+    shipped = {p.name for p in resources.files("activities.templates").iterdir()}
+    assert {f"{k.value}.txt" for k in NotificationKind} <= shipped
+    assert {f"{k.value}.html" for k in NotificationKind} <= shipped
+    texts = {n.removesuffix(".txt") for n in shipped if n.endswith(".txt")}
+    assert texts == {k.value for k in NotificationKind}

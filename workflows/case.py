@@ -50,10 +50,12 @@ with workflow.unsafe.imports_passed_through():
         CustomerRejected,
         CustomerReplied,
         Escalation,
+        EventType,
         Milestone,
         MilestoneState,
         MilestoneStatus,
         MilestoneVerified,
+        NotificationKind,
         Pause,
         Phase,
         Priority,
@@ -192,8 +194,10 @@ class CaseWorkflow(CaseActions):
             roster.on_call if case.priority is Priority.P1 else roster.team_queue
         )
         source = case.ticket.source or "upstream"
-        self._record("opened", f"{case.priority.value} case opened by {source}: {case.ticket.subject}")
-        self._record("assigned", f"assigned to {case.assignee}", data={"assignee": case.assignee})
+        self._record(
+            EventType.OPENED, f"{case.priority.value} case opened by {source}: {case.ticket.subject}"
+        )
+        self._record(EventType.ASSIGNED, f"assigned to {case.assignee}", data={"assignee": case.assignee})
         await self._sync()
 
     async def _triage(self) -> None:
@@ -206,8 +210,10 @@ class CaseWorkflow(CaseActions):
                 return
             case.phase = Phase.QUEUED
             case.queued_until = start
-            entry = self._record("queued", f"outside business hours; queued until {messages.when(start)}")
-            self._notify(entry, "case_queued", [Role.CUSTOMER])
+            entry = self._record(
+                EventType.QUEUED, f"outside business hours; queued until {messages.when(start)}"
+            )
+            self._notify(entry, NotificationKind.CASE_QUEUED, [Role.CUSTOMER])
         await self._run_clocks_while(Phase.QUEUED)
 
     async def _troubleshoot(self) -> None:
@@ -225,9 +231,10 @@ class CaseWorkflow(CaseActions):
                 self.policy, self.clocks, now
             )
             entry = self._record(
-                "follow_up_sent", f"confirmation requested by {messages.when(case.confirmation_due_at)}"
+                EventType.FOLLOW_UP_SENT,
+                f"confirmation requested by {messages.when(case.confirmation_due_at)}",
             )
-            self._notify(entry, "follow_up", [Role.CUSTOMER])
+            self._notify(entry, NotificationKind.FOLLOW_UP, [Role.CUSTOMER])
             case.follow_up_sent_at = now
             await self._sync()
         await self._run_clocks_while(Phase.AWAITING_CONFIRMATION, until=lambda: case.confirmed_at is not None)
@@ -298,33 +305,41 @@ class CaseWorkflow(CaseActions):
         self._clocks_moved = True
         if case.engagement > 1:
             entry = self._record(
-                "engaged", f"engagement {case.engagement}: reopened, escalation clock restarted"
+                EventType.ENGAGED, f"engagement {case.engagement}: reopened, escalation clock restarted"
             )
-            self._notify(entry, "case_reopened", [Role.ASSIGNEE, Role.TAM], facts={"note": note})
+            self._notify(
+                entry, NotificationKind.CASE_REOPENED, [Role.ASSIGNEE, Role.TAM], facts={"note": note}
+            )
             return
-        entry = self._record("engaged", f"engaged at {messages.when(at)}")
+        entry = self._record(EventType.ENGAGED, f"engaged at {messages.when(at)}")
         prio = self.policy.for_priority(case.priority)
         if "call" in prio.contact:
-            self._notify(entry, "customer_call", [Role.CUSTOMER], channel="call")
-        self._notify(entry, "case_opened", [Role.CUSTOMER])
+            self._notify(entry, NotificationKind.CUSTOMER_CALL, [Role.CUSTOMER], channel="call")
+        self._notify(entry, NotificationKind.CASE_OPENED, [Role.CUSTOMER])
         if "open" in prio.tam_told:
-            self._notify(entry, "tam_update", [Role.TAM], facts={"event": "case opened"})
+            self._notify(entry, NotificationKind.TAM_UPDATE, [Role.TAM], facts={"event": "case opened"})
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.WARNED
         ms.warned_at = workflow.now()
-        entry = self._record("milestone_warning", f"{milestone.value} due {messages.when(ms.due_at)}")
-        self._notify(entry, "milestone_warning", [Role.ASSIGNEE], facts=self._milestone_facts(ms))
+        entry = self._record(EventType.MILESTONE_WARNING, f"{milestone.value} due {messages.when(ms.due_at)}")
+        self._notify(
+            entry, NotificationKind.MILESTONE_WARNING, [Role.ASSIGNEE], facts=self._milestone_facts(ms)
+        )
 
     def _breach(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.BREACHED
         self.case.sla_breached = True
-        entry = self._record(
-            "sla_breached", f"{milestone.value} missed its {messages.duration(ms.target)} target"
+        detail = f"{milestone.value} missed its {messages.duration(ms.target)} target"
+        entry = self._record(EventType.SLA_BREACHED, detail, data={"milestone": milestone.value})
+        self._notify(
+            entry,
+            NotificationKind.MILESTONE_BREACH,
+            [Role.ASSIGNEE, Role.TAM],
+            facts=self._milestone_facts(ms),
         )
-        self._notify(entry, "milestone_breach", [Role.ASSIGNEE, Role.TAM], facts=self._milestone_facts(ms))
 
     def _raise_escalation(self, due: Due) -> None:
         """Raise the next level once for this engagement: at once in the case (state, search attributes,
@@ -384,24 +399,24 @@ class CaseWorkflow(CaseActions):
         case.escalated = True
         case.on_standup = True
         entry = self._record(
-            "escalated",
+            EventType.ESCALATED,
             f"{level.name} ticket {ticket.ticket_key}: {ticket.reason}",
             data={"level": level.name},
         )
         facts = {"level": level.name, "after": messages.duration(level.after)}
-        self._notify(entry, "escalation", list(level.notify), facts=facts)
+        self._notify(entry, NotificationKind.ESCALATION, list(level.notify), facts=facts)
         return entry
 
     def _remind_paused(self) -> None:
         pause = self.case.pauses[-1]
         pause.reminded_at = workflow.now()
-        entry = self._record("pause_reminder_sent", "customer reminded that we are waiting for them")
-        self._notify(entry, "pause_reminder", [Role.CUSTOMER])
+        entry = self._record(EventType.PAUSE_REMINDER_SENT, "customer reminded that we are waiting for them")
+        self._notify(entry, NotificationKind.PAUSE_REMINDER, [Role.CUSTOMER])
 
     def _remind(self) -> None:
         self.case.reminder_sent_at = workflow.now()
-        entry = self._record("reminder_sent", "customer reminded to confirm the resolution")
-        self._notify(entry, "reminder", [Role.CUSTOMER])
+        entry = self._record(EventType.REMINDER_SENT, "customer reminded to confirm the resolution")
+        self._notify(entry, NotificationKind.REMINDER, [Role.CUSTOMER])
 
     def _close(self, reason: CloseReason, detail: str) -> None:
         case = self.case
@@ -409,12 +424,17 @@ class CaseWorkflow(CaseActions):
         case.close_reason = reason
         case.closed_at = workflow.now()
         self._end_pause(case.closed_at)
-        entry = self._record("closed", f"closed ({reason.value}): {detail}")
+        entry = self._record(EventType.CLOSED, f"closed ({reason.value}): {detail}")
         if reason is not CloseReason.CANCELLED:
-            self._notify(entry, "case_closed", [Role.CUSTOMER])
+            self._notify(entry, NotificationKind.CASE_CLOSED, [Role.CUSTOMER])
         told_at_resolution = workflow.patched(TAM_TOLD_AT_RESOLUTION)
         if not told_at_resolution and "resolution" in self.policy.for_priority(case.priority).tam_told:
-            self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"case closed ({reason.value})"})
+            self._notify(
+                entry,
+                NotificationKind.TAM_UPDATE,
+                [Role.TAM],
+                facts={"event": f"case closed ({reason.value})"},
+            )
 
     # Actions: the same checks for every signal; a refused one is kept in the timeline.
 
@@ -436,7 +456,7 @@ class CaseWorkflow(CaseActions):
             action = rules.parse_action(name, payload, unreadable)
             rules.check(self.case, name, action)
         except rules.Refused as refusal:
-            self._record("rejected", str(refusal), data={"action": shown(name)})
+            self._record(EventType.REJECTED, str(refusal), data={"action": shown(name)})
             return
         self._apply(name, action)
 
@@ -465,11 +485,13 @@ class CaseWorkflow(CaseActions):
     @handles("assign")
     def _assign(self, action: Assign) -> None:
         self.case.assignee = action.assignee
-        self._record("assigned", f"assigned to {action.assignee}", data={"assignee": action.assignee})
+        self._record(EventType.ASSIGNED, f"assigned to {action.assignee}", data={"assignee": action.assignee})
 
     @handles("customer_contacted")
     def _contacted(self, action: CustomerContacted) -> None:
-        self._record("customer_contacted", f"customer contacted by {action.channel.value}", note=action.note)
+        self._record(
+            EventType.CUSTOMER_CONTACTED, f"customer contacted by {action.channel.value}", note=action.note
+        )
         self._verify(Milestone.FIRST_RESPONSE, None)
 
     @handles("milestone_verified")
@@ -485,21 +507,27 @@ class CaseWorkflow(CaseActions):
         case.follow_up_sent_at = case.confirmed_at = None
         case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
         self._end_pause(now)
-        entry = self._record("resolved", action.summary, actor=action.by)
+        entry = self._record(EventType.RESOLVED, action.summary, actor=action.by)
         told = "resolution" in self.policy.for_priority(case.priority).tam_told
         if told and workflow.patched(TAM_TOLD_AT_RESOLUTION):
-            self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"resolved: {action.summary}"})
+            self._notify(
+                entry, NotificationKind.TAM_UPDATE, [Role.TAM], facts={"event": f"resolved: {action.summary}"}
+            )
 
     @handles("customer_confirmed")
     def _confirmed(self, action: CustomerConfirmed) -> None:
         self.case.confirmed_at = workflow.now()
-        self._record("customer_confirmed", "customer confirmed the fix", actor="customer", note=action.note)
+        self._record(
+            EventType.CUSTOMER_CONFIRMED, "customer confirmed the fix", actor="customer", note=action.note
+        )
 
     @handles("customer_rejected")
     def _rejected(self, action: CustomerRejected) -> None:
         self.case.resolved_at = None
         self.case.resolution = None
-        self._record("customer_rejected", "customer says it is not fixed", actor="customer", note=action.note)
+        self._record(
+            EventType.CUSTOMER_REJECTED, "customer says it is not fixed", actor="customer", note=action.note
+        )
         self._begin_engagement(workflow.now(), action.note or "")
 
     @handles("change_priority")
@@ -510,22 +538,25 @@ class CaseWorkflow(CaseActions):
     def _waiting(self, action: WaitingOnCustomer) -> None:
         self.case.paused = True
         self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
-        self._record("paused", "waiting on the customer; resolution clocks paused", note=action.note)
+        self._record(EventType.PAUSED, "waiting on the customer; resolution clocks paused", note=action.note)
 
     @handles("customer_replied")
     def _replied(self, action: CustomerReplied) -> None:
         self._end_pause(workflow.now())
         self._record(
-            "resumed", "customer replied; resolution clocks running", actor="customer", note=action.note
+            EventType.RESUMED,
+            "customer replied; resolution clocks running",
+            actor="customer",
+            note=action.note,
         )
 
     @handles("add_note")
     def _note(self, action: AddNote) -> None:
-        self._record("note", action.text, actor=action.by)
+        self._record(EventType.NOTE, action.text, actor=action.by)
 
     @handles("cancel")
     def _cancel(self, action: Cancel) -> None:
-        self._record("cancelled", action.reason, actor=action.by)
+        self._record(EventType.CANCELLED, action.reason, actor=action.by)
         self._close(CloseReason.CANCELLED, action.reason)
 
     def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:
@@ -538,7 +569,10 @@ class CaseWorkflow(CaseActions):
         ms.verified_at = now
         ms.verified_by = by
         self._record(
-            "milestone_verified", f"{milestone.value} verified{' late' if late else ''}", actor=by, note=note
+            EventType.MILESTONE_VERIFIED,
+            f"{milestone.value} verified{' late' if late else ''}",
+            actor=by,
+            note=note,
         )
 
     def _reprioritise(self, priority: Priority, reason: str | None) -> None:
@@ -553,7 +587,7 @@ class CaseWorkflow(CaseActions):
         elif case.engagement == 1:
             case.engaged_at = start
         entry = self._record(
-            "priority_changed",
+            EventType.PRIORITY_CHANGED,
             f"{old.value} -> {priority.value}",
             note=reason,
             data={"from": old, "to": priority},
@@ -563,10 +597,17 @@ class CaseWorkflow(CaseActions):
         if raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE):
             if case.assignee == self.policy.roster.team_queue:
                 case.assignee = self.policy.roster.on_call
-                self._record("assigned", f"assigned to {case.assignee}", data={"assignee": case.assignee})
-            self._notify(entry, "customer_call", [Role.CUSTOMER], channel="call")
+                self._record(
+                    EventType.ASSIGNED, f"assigned to {case.assignee}", data={"assignee": case.assignee}
+                )
+            self._notify(entry, NotificationKind.CUSTOMER_CALL, [Role.CUSTOMER], channel="call")
             if "open" in now_p1.tam_told:
-                self._notify(entry, "tam_update", [Role.TAM], facts={"event": f"raised to {priority.value}"})
+                self._notify(
+                    entry,
+                    NotificationKind.TAM_UPDATE,
+                    [Role.TAM],
+                    facts={"event": f"raised to {priority.value}"},
+                )
 
     def _end_pause(self, now: datetime) -> None:
         if self.case.paused:
@@ -577,7 +618,7 @@ class CaseWorkflow(CaseActions):
 
     def _record(
         self,
-        type_: str,
+        type_: EventType,
         detail: str,
         *,
         actor: str | None = None,
@@ -589,7 +630,7 @@ class CaseWorkflow(CaseActions):
     def _notify(
         self,
         entry: TimelineEntry,
-        kind: str,
+        kind: NotificationKind,
         roles: list[Role],
         *,
         channel: Channel | None = None,

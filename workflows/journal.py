@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import Notification, Notifier
     from workflows import messages, search
     from workflows.clocks import Due
-    from workflows.models import CaseStatus, TimelineEntry, Trouble
+    from workflows.models import CaseStatus, EventType, NotificationKind, TimelineEntry, Trouble
     from workflows.policy import Channel, Policy, Role
     from workflows.safe_text import clipped, one_line, storable
 
@@ -151,7 +151,7 @@ class CaseJournal:
     def record(
         self,
         case: CaseStatus,
-        type_: str,
+        type_: EventType,
         detail: str,
         *,
         actor: str | None = None,
@@ -179,7 +179,7 @@ class CaseJournal:
         case: CaseStatus,
         policy: Policy,
         entry: TimelineEntry,
-        kind: str,
+        kind: NotificationKind,
         roles: list[Role],
         *,
         channel: Channel | None = None,

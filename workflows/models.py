@@ -63,6 +63,51 @@ class CloseReason(StrEnum):
     CANCELLED = "cancelled"
 
 
+class EventType(StrEnum):
+    """What a timeline entry records; the `type` of every entry, in the status query and PostgreSQL."""
+
+    OPENED = "opened"
+    ASSIGNED = "assigned"
+    QUEUED = "queued"
+    ENGAGED = "engaged"
+    CUSTOMER_CONTACTED = "customer_contacted"
+    MILESTONE_WARNING = "milestone_warning"
+    SLA_BREACHED = "sla_breached"
+    MILESTONE_VERIFIED = "milestone_verified"
+    ESCALATED = "escalated"
+    PRIORITY_CHANGED = "priority_changed"
+    PAUSED = "paused"
+    PAUSE_REMINDER_SENT = "pause_reminder_sent"
+    RESUMED = "resumed"
+    RESOLVED = "resolved"
+    FOLLOW_UP_SENT = "follow_up_sent"
+    REMINDER_SENT = "reminder_sent"
+    CUSTOMER_CONFIRMED = "customer_confirmed"
+    CUSTOMER_REJECTED = "customer_rejected"
+    NOTE = "note"
+    CANCELLED = "cancelled"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+class NotificationKind(StrEnum):
+    """What a notification is about: its template (`activities/templates/<kind>.txt`) and its routing."""
+
+    CASE_QUEUED = "case_queued"
+    CASE_OPENED = "case_opened"
+    CUSTOMER_CALL = "customer_call"
+    TAM_UPDATE = "tam_update"
+    CASE_REOPENED = "case_reopened"
+    MILESTONE_WARNING = "milestone_warning"
+    MILESTONE_BREACH = "milestone_breach"
+    ESCALATION = "escalation"
+    PAUSE_REMINDER = "pause_reminder"
+    FOLLOW_UP = "follow_up"
+    REMINDER = "reminder"
+    CASE_CLOSED = "case_closed"
+    STANDUP_DIGEST = "standup_digest"
+
+
 class Strict(BaseModel):
     """Wire models refuse unknown fields so a typo is an error, not a silent no-op."""
 

@@ -21,10 +21,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy_source import PolicySource
     from activities.standup import DigestQuery, StandupActivities, digest_facts, ticket_ids
     from workflows.calendar import BusinessCalendar
+    from workflows.models import NotificationKind
     from workflows.policy import Channel, Policy, Role
 
 STANDUP_WORKFLOW_TYPE = "StandupDigestWorkflow"
-DIGEST_KIND = "standup_digest"
+DIGEST_KIND = NotificationKind.STANDUP_DIGEST
 DEFAULT_TEAM_EMAIL = "support-team@support.example"
 
 # A database or sender outage delays the digest; the schedule's run timeout bounds how late it may be.
