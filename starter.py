@@ -36,6 +36,7 @@ from stack.client import connect
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
 from stack.settings import Settings
+from stack.web_ui import case_url
 from workflows.actions import ACTIONS
 from workflows.models import CLOCK_SKEW, CaseInput, case_workflow_id
 from workflows.policy import load_policy
@@ -153,7 +154,7 @@ async def run(args: argparse.Namespace) -> int:
         except CaseAlreadyExists as exists:
             print(f"refused: {exists}", file=sys.stderr)
             return 3
-        print(f"opened {handle.id}: {settings.ui_url}/namespaces/{client.namespace}/workflows/{handle.id}")
+        print(f"opened {handle.id}: {case_url(settings.ui_url, client.namespace, handle.id)}")
         return 0
 
     if args.command == "report":

@@ -10,6 +10,7 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, W
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from stack.web_ui import case_url
 from workflows import rules, search
 from workflows.case import CaseWorkflow
 from workflows.models import TASK_QUEUE, CaseInput, CaseStatus, Phase, case_workflow_id
@@ -25,7 +26,7 @@ class CaseAlreadyExists(Exception):
 
     def __init__(self, ticket_id: str, ui_url: str, namespace: str) -> None:
         self.workflow_id = case_workflow_id(ticket_id)
-        self.link = f"{ui_url}/namespaces/{namespace}/workflows/{self.workflow_id}"
+        self.link = case_url(ui_url, namespace, self.workflow_id)
         super().__init__(
             f"ticket {ticket_id} already has a case ({self.workflow_id}): see {self.link} "
             f"or `python starter.py status {ticket_id}`"

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from stack.cases import CaseAlreadyExists, case_status, open_case, signal_action
 from stack.settings import PROJECT_DIR, Settings
+from stack.web_ui import case_url
 from workflows.calendar import CalendarSpec
 from workflows.models import CaseInput, Customer, Priority
 from workflows.policy import Policy, load_policy
@@ -105,9 +106,7 @@ async def run_demo(client: Client, settings: Settings) -> None:
         except CaseAlreadyExists as exists:
             log.warning("demo case exists", detail=str(exists))
             continue
-        log.info(
-            "demo case opened", story=name, link=f"{settings.ui_url}/namespaces/default/workflows/{handle.id}"
-        )
+        log.info("demo case opened", story=name, link=case_url(settings.ui_url, client.namespace, handle.id))
     await asyncio.gather(
         _escalated_then_closed(client, tickets["escalated"]),
         _rejected_then_reopened(client, tickets["reopened"]),

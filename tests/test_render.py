@@ -341,3 +341,12 @@ def test_a_listing_written_to_a_pipe_is_not_squeezed_to_80_columns(monkeypatch: 
 )
 def test_span_names_each_unit_once(seconds: int, text: str) -> None:
     assert render.span(timedelta(seconds=seconds)) == text
+
+
+def test_web_ui_links_name_the_clients_namespace_and_escape_ids() -> None:
+    from stack.web_ui import case_url
+
+    assert case_url("http://ui:8233/", "support-prod", "case-T-1") == (
+        "http://ui:8233/namespaces/support-prod/workflows/case-T-1"
+    )
+    assert case_url("http://ui", "ns", "case-a/b c") == "http://ui/namespaces/ns/workflows/case-a%2Fb%20c"
