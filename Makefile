@@ -30,6 +30,7 @@ check: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

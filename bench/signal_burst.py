@@ -35,7 +35,7 @@ from activities.policy_source import PolicySource
 from stack import logs
 from stack.cases import case_status, open_case
 from stack.embedded import start_dev_server, start_postgres
-from tests.cases import notes_stored, round_the_clock_policy, send_notes, ticket
+from stack.samples import notes_stored, round_the_clock_policy, send_notes, ticket
 from worker import build_worker, pin_zone_rules
 from workflows.models import Phase
 

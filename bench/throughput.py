@@ -22,7 +22,7 @@ from activities.policy_source import PolicySource
 from stack import logs
 from stack.cases import open_case, update_action
 from stack.embedded import start_dev_server, start_postgres
-from tests.cases import round_the_clock_policy, ticket
+from stack.samples import round_the_clock_policy, ticket
 from worker import build_worker, pin_zone_rules
 from workflows.models import Phase
 

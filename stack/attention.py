@@ -10,49 +10,22 @@ safe form after a data error.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
-from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities import attention
-from activities.attention import DamagedEntry, OutboxRow
+from stack.read_models import AttentionReport, PendingActivity, StuckCase
 from stack.views import row_of
 from workflows.case import CaseWorkflow
-from workflows.models import WORKFLOW_TYPE, Trouble
+from workflows.models import WORKFLOW_TYPE
 from workflows.safe_text import one_line
 
 # An activity on its third attempt has failed twice: worth a look.
 RETRYING_FROM_ATTEMPT = 3
 QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-class PendingActivity(BaseModel):
-    activity_type: str
-    attempt: int
-    last_failure: str | None = None
-    last_attempt_at: datetime | None = None
-
-
-class StuckCase(BaseModel):
-    workflow_id: str
-    ticket_id: str
-    troubles: list[Trouble] = Field(default_factory=list)
-    activities: list[PendingActivity] = Field(default_factory=list)
-    note: str | None = None
-
-
-class AttentionReport(BaseModel):
-    cases: list[StuckCase] = Field(default_factory=list)
-    notifications: list[OutboxRow] = Field(default_factory=list)
-    abandoned_sends: list[OutboxRow] = Field(default_factory=list)
-    damaged_entries: list[DamagedEntry] = Field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.cases or self.notifications or self.abandoned_sends or self.damaged_entries)
 
 
 async def _look_at(client: Client, workflow_id: str, ticket_id: str, flagged: bool) -> StuckCase | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group
@@ -13,12 +12,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from activities.attention import OutboxRow
+from stack.read_models import AttentionReport, CaseRow
 from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
-
-if TYPE_CHECKING:
-    from activities.attention import OutboxRow
-    from stack.attention import AttentionReport
-    from stack.views import CaseRow
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
 PHASE_STYLE = {

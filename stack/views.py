@@ -10,37 +10,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from rich.console import Console
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError, RPCStatusCode
 
 from stack import render
 from stack.cases import case_status
+from stack.read_models import CaseRow
 from workflows import search
 from workflows.models import WORKFLOW_TYPE, CaseStatus, Phase, Priority, TimelineEntry
 
 COMMANDS = frozenset({"list", "status", "history"})
 OPEN = "open"  # a pseudo-phase for `--phase open`: every phase but closed
 DEFAULT_LIMIT = 100
-
-
-class CaseRow(BaseModel):
-    """One case as visibility knows it: enough to pick a case out of a list without querying it."""
-
-    workflow_id: str
-    ticket_id: str
-    priority: str | None = None
-    phase: str | None = None
-    customer: str | None = None
-    assignee: str | None = None
-    escalated: bool = False
-    breached: bool = False
-    opened_at: datetime | None = None
-    status: str | None = None
-    closed_at: datetime | None = None
 
 
 _ROWS = TypeAdapter(list[CaseRow])

@@ -1,4 +1,5 @@
-"""Shared test vocabulary: tickets, a worker on its own queue, moving the test server's clock, rows."""
+"""Shared test vocabulary: a worker on its own queue, moving the test server's clock, rows; the samples
+the benchmarks share too (tickets, policies, notes) live in stack/samples.py and are re-exported here."""
 
 from __future__ import annotations
 
@@ -16,42 +17,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notifications import Sender, log_sink
 from activities.policy_source import PolicySource
 from stack.cases import open_case
+from stack.samples import default_policy as default_policy
+from stack.samples import notes_stored as notes_stored
+from stack.samples import round_the_clock_policy as round_the_clock_policy
+from stack.samples import send_notes as send_notes
+from stack.samples import ticket as ticket
 from worker import build_worker
-from workflows.calendar import CalendarSpec
 from workflows.case import CaseWorkflow
-from workflows.models import CaseInput, CaseStatus, Customer, Priority
-from workflows.policy import Policy, load_policy
-
-
-def ticket(ticket_id: str, priority: str = "P3", **overrides: Any) -> CaseInput:
-    customer = Customer(
-        account_id="acme",
-        name="Acme Corp",
-        contact_email="ops@acme.example",
-        contact_phone="+1 555 0100",
-        tam_email="tam@support.example",
-    )
-    fields: dict[str, Any] = {
-        "ticket_id": ticket_id,
-        "priority": Priority(priority),
-        "subject": "Checkout API down",
-        "customer": customer,
-        "source": "tests",
-    }
-    return CaseInput(**(fields | overrides))
-
-
-def round_the_clock_policy(**changes: Any) -> Policy:
-    """Default targets, but a calendar that never closes: real-time tests never wait for an opening."""
-    policy = default_policy(**changes)
-    always = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    policy.calendars["business"] = CalendarSpec(timezone="UTC", hours=always)
-    return policy
-
-
-def default_policy(**changes: Any) -> Policy:
-    policy = load_policy()
-    return policy.model_copy(update=changes) if changes else policy
+from workflows.models import CaseInput, CaseStatus
+from workflows.policy import Policy
 
 
 class Cases:
@@ -156,24 +130,6 @@ async def quiet(handle: WorkflowHandle[CaseWorkflow, Any], timeout: float = 15) 
         calm = 0 if busy else calm + 1
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the case never went quiet")
-        await asyncio.sleep(0.05)
-
-
-async def send_notes(client: Client, workflow_id: str, numbers: range, text: str | None = None) -> None:
-    """One add_note signal per number (`text`, or "note <n>"), 100 in flight at a time."""
-    live = client.get_workflow_handle(workflow_id)
-    for start in range(0, len(numbers), 100):
-        await asyncio.gather(
-            *(live.signal("add_note", {"text": text or f"note {n}"}) for n in numbers[start:][:100])
-        )
-
-
-async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout: float = 120) -> None:
-    """Until `count` notes of the case are in PostgreSQL; fails after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    query = "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note'"
-    while await pool.fetchval(query, workflow_id) < count:
-        assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
         await asyncio.sleep(0.05)
 
 

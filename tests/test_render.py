@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console, RenderableType
 
 from stack import render, views
-from stack.views import CaseRow, add_commands, build_query, quoted, rows_json, timeline_json
+from stack.read_models import CaseRow
+from stack.views import add_commands, build_query, quoted, rows_json, timeline_json
 from tests.cases import ticket
 from workflows.models import (
     CaseStatus,

@@ -1,0 +1,52 @@
+"""What the operator's commands read and show: plain models, so views fetch and render only formats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from activities.attention import DamagedEntry, OutboxRow
+from workflows.models import Trouble
+
+
+class CaseRow(BaseModel):
+    """One case as visibility knows it: enough to pick a case out of a list without querying it."""
+
+    workflow_id: str
+    ticket_id: str
+    priority: str | None = None
+    phase: str | None = None
+    customer: str | None = None
+    assignee: str | None = None
+    escalated: bool = False
+    breached: bool = False
+    opened_at: datetime | None = None
+    status: str | None = None
+    closed_at: datetime | None = None
+
+
+class PendingActivity(BaseModel):
+    activity_type: str
+    attempt: int
+    last_failure: str | None = None
+    last_attempt_at: datetime | None = None
+
+
+class StuckCase(BaseModel):
+    workflow_id: str
+    ticket_id: str
+    troubles: list[Trouble] = Field(default_factory=list)
+    activities: list[PendingActivity] = Field(default_factory=list)
+    note: str | None = None
+
+
+class AttentionReport(BaseModel):
+    cases: list[StuckCase] = Field(default_factory=list)
+    notifications: list[OutboxRow] = Field(default_factory=list)
+    abandoned_sends: list[OutboxRow] = Field(default_factory=list)
+    damaged_entries: list[DamagedEntry] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cases or self.notifications or self.abandoned_sends or self.damaged_entries)
