@@ -22,11 +22,11 @@ from activities.case_store import CaseStore
 from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
-from activities.sender_config import senders_from_env
 from activities.standup import StandupActivities
 from stack import logs
 from stack.embedded import running_stack
 from stack.schedules import ensure_outbox_relay_schedule, ensure_standup_schedule
+from stack.sender_config import SenderSettings
 from stack.settings import Settings
 from workflows.case import CaseWorkflow
 from workflows.outbox_relay import OutboxRelayWorkflow
@@ -92,7 +92,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 
     async with running_stack(settings) as stack:
         pool = await connect(stack.database_url)
-        senders = senders_from_env()
+        senders = SenderSettings.of(settings).build()
         try:
             await migrate(pool)
             if demo:

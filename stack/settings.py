@@ -1,26 +1,141 @@
-"""Settings from the environment; nothing here is hard-coded for one machine."""
+"""Every setting, read once from the environment into one model: typed, defaulted and checked here.
+
+A bad value fails at start naming the variable (`SMTP_PORT: ...`), not at the first notification. The
+Temporal connection itself comes from Temporal's own environment configuration (`TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS, profiles), read by the SDK.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, Self
 
+from pydantic import BeforeValidator, Field, PositiveFloat, PrivateAttr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
 from workflows.models import TASK_QUEUE
+from workflows.safe_text import one_line
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_DIR / ".data"
+UI_URL = "http://localhost:8233"
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+# Set while settings are read from a given mapping (tests, tools) rather than the process environment.
+_GIVEN_ONLY: ContextVar[bool] = ContextVar("given_only", default=False)
 
 
-@dataclass(frozen=True)
-class Settings:
-    task_queue: str = TASK_QUEUE
-    database_url: str | None = None
-    policy_file: Path | None = None
-    data_dir: Path = PROJECT_DIR / ".data"
-    ui_url: str = "http://localhost:8233"
-    temporal: ClientConfigProfile = field(default_factory=ClientConfigProfile)
+def _blank_is_unset(value: Any) -> Any:
+    """An empty (or whitespace) variable counts as unset, as shells and compose files leave them."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _or(default: Any) -> Any:
+    def blank_is_default(value: Any) -> Any:
+        return default if _blank_is_unset(value) is None else value
+
+    return blank_is_default
+
+
+def _flag(value: Any) -> Any:
+    """true/false/yes/no/on/off/1/0, or `auto` (and empty) for the default."""
+    value = _blank_is_unset(value)
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    return None if word == "auto" else word
+
+
+def _url(value: Any) -> Any:
+    value = _blank_is_unset(value)
+    if isinstance(value, str) and not value.strip().startswith(("http://", "https://")):
+        raise ValueError(f"{value!r}: expected an http:// or https:// URL")
+    return value.strip() if isinstance(value, str) else value
+
+
+Text = Annotated[str | None, BeforeValidator(_blank_is_unset)]
+Flag = Annotated[bool | None, BeforeValidator(_flag)]
+Url = Annotated[str | None, BeforeValidator(_url)]
+Port = Annotated[int, Field(gt=0, lt=65536)]
+FilePath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
+Seconds = Annotated[PositiveFloat, BeforeValidator(_blank_is_unset)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_by_name=False)
+
+    task_queue: Annotated[str, BeforeValidator(_or(TASK_QUEUE))] = Field(TASK_QUEUE, alias="ABH_TASK_QUEUE")
+    database_url: Text = Field(None, alias="DATABASE_URL")
+    policy_file: Annotated[Path | None, BeforeValidator(_blank_is_unset)] = Field(
+        None, alias="ABH_POLICY_FILE"
+    )
+    data_dir: Annotated[Path, BeforeValidator(_or(DATA_DIR))] = Field(DATA_DIR, alias="ABH_DATA_DIR")
+    ui_url: Annotated[str, BeforeValidator(_or(UI_URL))] = Field(UI_URL, alias="ABH_UI_URL")
+
+    smtp_host: Text = Field(None, alias="SMTP_HOST")
+    smtp_port: Annotated[Port | None, BeforeValidator(_blank_is_unset)] = Field(None, alias="SMTP_PORT")
+    smtp_from: Text = Field(None, alias="SMTP_FROM")
+    smtp_username: Text = Field(None, alias="SMTP_USERNAME")
+    smtp_password: Text = Field(None, alias="SMTP_PASSWORD")
+    smtp_starttls: Flag = Field(None, alias="SMTP_STARTTLS")
+    smtp_ssl: Flag = Field(None, alias="SMTP_SSL")
+    smtp_reply_to: Text = Field(None, alias="SMTP_REPLY_TO")
+    smtp_timeout: Annotated[PositiveFloat, BeforeValidator(_blank_is_unset)] = Field(
+        15.0, alias="SMTP_TIMEOUT"
+    )
+    smtp_ca_file: Text = Field(None, alias="SMTP_CA_FILE")
+
+    chat_webhook_url: Url = Field(None, alias="ABH_CHAT_WEBHOOK_URL")
+    page_webhook_url: Url = Field(None, alias="ABH_PAGE_WEBHOOK_URL")
+    page_routing_key: Text = Field(None, alias="ABH_PAGE_ROUTING_KEY")
+    page_source: Text = Field(None, alias="ABH_PAGE_SOURCE")
+    call_webhook_url: Url = Field(None, alias="ABH_CALL_WEBHOOK_URL")
+    webhook_secret: Text = Field(None, alias="ABH_WEBHOOK_SECRET")
+    webhook_timeout: Seconds = Field(10.0, alias="ABH_WEBHOOK_TIMEOUT")
+    chat_idempotent: Flag = Field(None, alias="ABH_CHAT_IDEMPOTENT")
+    page_idempotent: Flag = Field(None, alias="ABH_PAGE_IDEMPOTENT")
+    call_idempotent: Flag = Field(None, alias="ABH_CALL_IDEMPOTENT")
+
+    _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,) if _GIVEN_ONLY.get() else (init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.smtp_host and not self.smtp_from:
+            raise ValueError("SMTP_FROM is required when SMTP_HOST is set")
+        if self.page_webhook_url and not self.page_routing_key:
+            raise ValueError("ABH_PAGE_ROUTING_KEY is required when ABH_PAGE_WEBHOOK_URL is set")
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `env` (the process environment when None); ValueError naming each bad one."""
+        token = _GIVEN_ONLY.set(env is not None)
+        try:
+            settings = cls() if env is None else cls.model_validate(dict(env))
+        except ValidationError as err:
+            raise ValueError(f"invalid settings: {_named(err)}") from None
+        finally:
+            _GIVEN_ONLY.reset(token)
+        if env is None:
+            settings._temporal = ClientConfigProfile.load()
+        return settings
+
+    @property
+    def temporal(self) -> ClientConfigProfile:
+        return self._temporal
 
     @property
     def embedded_temporal(self) -> bool:
@@ -31,14 +146,12 @@ class Settings:
     def embedded_database(self) -> bool:
         return not self.database_url
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        policy = os.environ.get("ABH_POLICY_FILE")
-        return cls(
-            task_queue=os.environ.get("ABH_TASK_QUEUE", TASK_QUEUE),
-            database_url=os.environ.get("DATABASE_URL") or None,
-            policy_file=Path(policy) if policy else None,
-            data_dir=Path(os.environ.get("ABH_DATA_DIR", PROJECT_DIR / ".data")),
-            ui_url=os.environ.get("ABH_UI_URL", "http://localhost:8233"),
-            temporal=ClientConfigProfile.load(),
-        )
+
+def _named(err: ValidationError) -> str:
+    """Each error as `VARIABLE: what is wrong`."""
+    parts = []
+    for e in err.errors(include_url=False, include_input=False):
+        message = one_line(e["msg"].removeprefix("Value error, "), 300)
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

@@ -25,9 +25,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sender_config import senders_from_env
 from activities.senders import Senders
 from stack.cases import open_case
+from stack.sender_config import senders_from_env
 from tests.cases import case_worker, quiet, round_the_clock_policy, status_when, ticket
 from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
 from workflows.case import CaseWorkflow

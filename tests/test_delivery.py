@@ -23,8 +23,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.database import connect
 from activities.notifications import Notification, Notifier
-from activities.sender_config import senders_from_env
 from activities.senders import Senders
+from stack.sender_config import senders_from_env
 from tests.test_senders import Receiver, loopback_provider, notification, outcomes, row, webhook_env
 from workflows.policy import Channel, Role
 

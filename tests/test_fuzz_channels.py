@@ -27,8 +27,8 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sender_config import senders_from_env
 from activities.senders import Senders
+from stack.sender_config import senders_from_env
 from tests.cases import (
     case_worker,
     failed_tasks,

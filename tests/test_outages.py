@@ -23,8 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import connect, migrate
 from activities.notifications import RelayRequest
-from activities.sender_config import senders_from_env
 from stack.embedded import start_postgres
+from stack.sender_config import senders_from_env
 from tests.cases import (
     case_worker,
     failed_tasks,

@@ -16,9 +16,9 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import Sender
-from activities.sender_config import senders_from_env
 from stack import render
 from stack.attention import attention_report
+from stack.sender_config import senders_from_env
 from tests.cases import (
     case_worker,
     failed_tasks,

@@ -43,8 +43,9 @@ from activities.notifications import (
     TransientFailure,
     write_outbox,
 )
-from activities.sender_config import PAGERDUTY_EVENTS_URL, SenderSettings, senders_from_env
 from activities.senders import Senders, SmtpSender, SmtpSettings
+from stack.sender_config import SenderSettings, senders_from_env
+from stack.settings import PAGERDUTY_EVENTS_URL
 from tests.test_templates import EXTRAS, case_facts
 from workflows.policy import Channel, Role
 
@@ -912,3 +913,24 @@ async def test_a_send_cancelled_midway_is_never_left_sending(
     finally:
         receiver.release.set()
         await senders.aclose()
+
+
+def test_settings_read_only_what_they_are_given_and_blank_means_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stack.settings import Settings
+
+    monkeypatch.setenv("SMTP_HOST", "from-the-process")
+    given = Settings.from_env({"ABH_TASK_QUEUE": " ", "SMTP_PORT": "2525", "ABH_CHAT_IDEMPOTENT": "auto"})
+    assert (given.smtp_host, given.smtp_port, given.task_queue, given.chat_idempotent) == (
+        None,
+        2525,
+        "abh-cases",
+        None,
+    )
+    with pytest.raises(ValueError, match="SMTP_FROM is required when SMTP_HOST is set"):
+        Settings.from_env()
+    with pytest.raises(
+        ValueError, match=r"SMTP_PORT: .*; ABH_WEBHOOK_TIMEOUT: Input should be greater than 0"
+    ):
+        Settings.from_env({"SMTP_PORT": "smtp", "ABH_WEBHOOK_TIMEOUT": "-1"})
