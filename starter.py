@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,9 @@ from workflows.policy import load_policy
 from workflows.rules import Refused, field_errors, parse_action
 
 log = structlog.get_logger("starter")
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+"""Each starter command is one such function, set as its sub-parser's `handler`."""
 
 CUSTOMER_FLAGS = {
     "account_id": "account-id",
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     opener = commands.add_parser("open", help="open a case for a ticket")
+    opener.set_defaults(handler=open_command)
     opener.add_argument("--json", metavar="FILE", help="the ticket as a JSON file ('-' for stdin)")
     for flag in TICKET_FLAGS:
         opener.add_argument(f"--{flag.replace('_', '-')}", dest=flag)
@@ -89,17 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
         opener.add_argument(f"--{flag}", dest=field)
 
     views.add_commands(commands)
+    for name in views.COMMANDS:
+        commands.choices[name].set_defaults(handler=view_command)
 
     standup = commands.add_parser("schedule-standup", help="create or update the daily standup schedule")
+    standup.set_defaults(handler=schedule_standup)
     standup.add_argument("--at", help="local time in the support calendar's zone (default 09:15)")
     standup.add_argument("--calendar", help="policy calendar (default: the policy's default calendar)")
     report = commands.add_parser("report", help="cases, MTTR, intervention, breaches, escalations")
+    report.set_defaults(handler=show_report)
     report.add_argument("--since", default="30d", help="window of opened cases: 30d, 2w, 12h (default 30d)")
     output = report.add_mutually_exclusive_group()
     output.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
     output.add_argument("--csv", dest="fmt", action="store_const", const="csv")
 
     outbox = commands.add_parser("notifications", help="notifications an operator must look at")
+    outbox.set_defaults(handler=outbox_command)
     outbox.add_argument(
         "--state",
         action="append",
@@ -110,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--limit", type=int, default=100)
     outbox.add_argument("--json", action="store_true", help="JSON for scripts")
     stuck = commands.add_parser("attention", help="everything stuck: retrying cases, outbox, damaged rows")
+    stuck.set_defaults(handler=attention_command)
     stuck.add_argument(
         "--all-running", action="store_true", help="also scan every running case's pending activities"
     )
@@ -117,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     settle = commands.add_parser(
         "settle-notification", help="record what happened to an e-mail in doubt (state unknown)"
     )
+    settle.set_defaults(handler=outbox_command)
     settle.add_argument("dedupe_key")
     verdict = settle.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--sent", dest="verdict", action="store_const", const="sent")
@@ -126,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for action, spec in ACTIONS.items():
         sub = commands.add_parser(action, help=f"send the {action} action (accepted while {spec.meaning})")
+        sub.set_defaults(handler=action_command)
         sub.add_argument("ticket_id")
         _add_model_options(sub, spec.model)
         sub.add_argument(
@@ -135,78 +147,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    if args.command == "open":
-        try:
-            ticket = _ticket_from(args)
-        except ValidationError as err:
-            print(f"refused: invalid ticket: {field_errors(err)}", file=sys.stderr)
-            return 2
-        if ticket.opened_at is not None and ticket.opened_at > datetime.now(UTC) + CLOCK_SKEW:
-            print(
-                f"refused: invalid ticket: opened_at: {ticket.opened_at.isoformat()} is in the future",
-                file=sys.stderr,
-            )
-            return 2
-        client = await connect(settings)
-        try:
-            handle = await open_case(client, ticket, task_queue=settings.task_queue, ui_url=settings.ui_url)
-        except CaseAlreadyExists as exists:
-            print(f"refused: {exists}", file=sys.stderr)
-            return 3
-        print(f"opened {handle.id}: {case_url(settings.ui_url, client.namespace, handle.id)}")
-        return 0
+    """Run the command `args` names: each has one function, `args.handler`."""
+    handler: Command = args.handler
+    return await handler(Settings.from_env(), args)
 
-    if args.command == "report":
-        return await _report(settings, args.since, args.fmt)
-    if args.command in ("notifications", "settle-notification"):
-        return await _outbox(settings, args)
-    if args.command == "attention":
-        return await _attention(settings, args.all_running, args.json)
 
-    payload: dict[str, Any] = {}
-    if args.command in ACTIONS:
-        model = ACTIONS[args.command].model
-        payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
-        try:
-            parse_action(args.command, payload)
-        except Refused as refusal:
-            print(f"refused: {refusal}", file=sys.stderr)
-            return 2
-
-    client = await connect(settings)
-    if args.command == "schedule-standup":
-        try:
-            text = await schedule_standup_command(
-                client,
-                load_policy(settings.policy_file),
-                settings.task_queue,
-                at=args.at,
-                calendar=args.calendar,
-            )
-        except ValueError as err:
-            print(f"refused: {err}", file=sys.stderr)
-            return 2
-        print(text)
-        return 0
-    if args.command in views.COMMANDS:
-        return await views.run_command(client, args)
-
+async def open_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        if args.signal:
-            await signal_action(client, args.ticket_id, args.command, payload)
-        else:
-            status = await update_action(client, args.ticket_id, args.command, payload)
+        ticket = _ticket_from(args)
+    except ValidationError as err:
+        print(f"refused: invalid ticket: {field_errors(err)}", file=sys.stderr)
+        return 2
+    if ticket.opened_at is not None and ticket.opened_at > datetime.now(UTC) + CLOCK_SKEW:
+        print(
+            f"refused: invalid ticket: opened_at: {ticket.opened_at.isoformat()} is in the future",
+            file=sys.stderr,
+        )
+        return 2
+    client = await connect(settings)
+    try:
+        handle = await open_case(client, ticket, task_queue=settings.task_queue, ui_url=settings.ui_url)
+    except CaseAlreadyExists as exists:
+        print(f"refused: {exists}", file=sys.stderr)
+        return 3
+    print(f"opened {handle.id}: {case_url(settings.ui_url, client.namespace, handle.id)}")
+    return 0
+
+
+async def action_command(settings: Settings, args: argparse.Namespace) -> int:
+    """One action, checked here first, then sent as an update (or a signal with --signal)."""
+    model = ACTIONS[args.command].model
+    payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
+    try:
+        parse_action(args.command, payload)
     except Refused as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return 2
-    if args.signal:
-        print(f"signalled {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
-    else:
-        print(
-            f"{args.command} accepted: case {args.ticket_id} is {status.phase.value},"
-            f" assignee {status.assignee}"
+    client = await connect(settings)
+    try:
+        if args.signal:
+            await signal_action(client, args.ticket_id, args.command, payload)
+            print(f"signalled {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
+            return 0
+        status = await update_action(client, args.ticket_id, args.command, payload)
+    except Refused as refusal:
+        print(f"refused: {refusal}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.command} accepted: case {args.ticket_id} is {status.phase.value}, assignee {status.assignee}"
+    )
+    return 0
+
+
+async def view_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`list`, `status` and `history`: read from Temporal."""
+    return await views.run_command(await connect(settings), args)
+
+
+async def schedule_standup(settings: Settings, args: argparse.Namespace) -> int:
+    client = await connect(settings)
+    try:
+        text = await schedule_standup_command(
+            client, load_policy(settings.policy_file), settings.task_queue, at=args.at, calendar=args.calendar
         )
+    except ValueError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
+    print(text)
     return 0
 
 
@@ -223,10 +230,11 @@ async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-async def _report(settings: Settings, since_text: str, fmt: Literal["table", "json", "csv"]) -> int:
+async def show_report(settings: Settings, args: argparse.Namespace) -> int:
     """The report reads PostgreSQL only."""
+    fmt: Literal["table", "json", "csv"] = args.fmt
     try:
-        since = parse_since(since_text)
+        since = parse_since(args.since)
     except ValueError as err:
         print(f"refused: {err}", file=sys.stderr)
         return 2
@@ -235,7 +243,7 @@ async def _report(settings: Settings, since_text: str, fmt: Literal["table", "js
     return 0
 
 
-async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
     """List the notifications needing an operator, or record a verdict on one in doubt."""
     async with _database(settings) as pool:
         if args.command == "settle-notification":
@@ -257,12 +265,12 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _attention(settings: Settings, all_running: bool, as_json: bool) -> int:
+async def attention_command(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when nothing needs attention, 1 when something does (for a monitoring check)."""
     client = await connect(settings)
     async with _database(settings) as pool:
-        report = await attention_report(client, pool, all_running=all_running)
-    if as_json:
+        report = await attention_report(client, pool, all_running=args.all_running)
+    if args.json:
         print(report.model_dump_json(indent=2))
     else:
         views.output().print(render.attention(report))

@@ -22,3 +22,15 @@ def test_every_action_model_is_part_of_the_action_union() -> None:
 
 def test_the_readme_table_is_the_registry() -> None:
     assert readme_table() in README.read_text(encoding="utf-8")
+
+
+def test_every_starter_command_is_one_function() -> None:
+    import argparse
+
+    import starter
+
+    parser = starter.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(ACTIONS) <= set(commands.choices)
+    for name, sub in commands.choices.items():
+        assert callable(sub.get_default("handler")), name
