@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiosmtpd.controller import Controller
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.database import connect, migrate
+from activities.senders import Senders
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
+from stack.sender_config import senders_from_env
+from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
 pin_zone_rules()
@@ -74,3 +79,31 @@ def _free_port() -> int:
 
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest_asyncio.fixture
+async def wired() -> AsyncIterator[tuple[Senders, Receiver, Mailbox]]:
+    """Real senders: e-mail to an SMTP server and chat, page and call to an HTTP provider, on loopback."""
+    with loopback_provider() as receiver, smtp_server() as (box, port):
+        env = webhook_env(receiver) | {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_FROM": "ABH Support <support@abh.example>",
+            "SMTP_TIMEOUT": "5",
+        }
+        senders = senders_from_env(env)
+        try:
+            yield senders, receiver, box
+        finally:
+            await senders.aclose()

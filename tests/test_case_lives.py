@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
-from aiosmtpd.controller import Controller
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, ResetReapplyExcludeType
 from temporalio.api.history.v1 import HistoryEvent
@@ -27,9 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.senders import Senders
 from stack.cases import open_case
-from stack.sender_config import senders_from_env
 from tests.cases import case_worker, quiet, round_the_clock_policy, status_when, ticket
-from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
+from tests.test_senders import Mailbox, Receiver
 from workflows.case import CaseWorkflow
 from workflows.models import CaseStatus, CloseReason
 
@@ -38,34 +33,6 @@ LONG_AGO = timedelta(minutes=61)
 LIFE_TABLES = ("case_events", "notifications", "escalations")
 DELETE_TIMEOUT = 90
 ORDER = {"case_events": "seq", "notifications": "dedupe_key", "escalations": "ticket_key"}
-
-
-@contextmanager
-def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
-
-
-@pytest_asyncio.fixture
-async def wired() -> AsyncIterator[tuple[Senders, Receiver, Mailbox]]:
-    """Real senders: e-mail to an SMTP server and chat, page and call to an HTTP provider, on loopback."""
-    with loopback_provider() as receiver, smtp_server() as (box, port):
-        env = webhook_env(receiver) | {
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(port),
-            "SMTP_FROM": "ABH Support <support@abh.example>",
-            "SMTP_TIMEOUT": "5",
-        }
-        senders = senders_from_env(env)
-        try:
-            yield senders, receiver, box
-        finally:
-            await senders.aclose()
 
 
 async def life_rows(pool: asyncpg.Pool, table: str, workflow_id: str, life: str) -> list[dict[str, Any]]:

@@ -10,8 +10,6 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from random import Random
@@ -19,8 +17,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
-from aiosmtpd.controller import Controller
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import RawValue
@@ -28,7 +24,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.senders import Senders
-from stack.sender_config import senders_from_env
 from tests.cases import (
     case_worker,
     failed_tasks,
@@ -38,7 +33,7 @@ from tests.cases import (
     status_when,
     ticket,
 )
-from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
+from tests.test_senders import Mailbox, Receiver
 from workflows.actions import ACTIONS
 from workflows.case import CaseWorkflow
 from workflows.models import CaseStatus, Phase
@@ -291,34 +286,6 @@ async def fire(env: WorkflowEnvironment, plan: Plan, ends_at: float) -> None:
         pause = began + (i + 1) / len(plan.shots) * (ends_at - began) - loop.time()
         if pause > 0:
             await asyncio.sleep(pause)
-
-
-@contextmanager
-def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
-
-
-@pytest_asyncio.fixture
-async def wired() -> AsyncIterator[tuple[Senders, Receiver, Mailbox]]:
-    """Real senders: e-mail to an SMTP server and chat, page and call to an HTTP provider, on loopback."""
-    with loopback_provider() as receiver, smtp_server() as (box, port):
-        env = webhook_env(receiver) | {
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(port),
-            "SMTP_FROM": "ABH Support <support@abh.example>",
-            "SMTP_TIMEOUT": "5",
-        }
-        senders = senders_from_env(env)
-        try:
-            yield senders, receiver, box
-        finally:
-            await senders.aclose()
 
 
 async def journal_holds(pool: asyncpg.Pool, plan: Plan, timeout: float = 20) -> None:
