@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows import formats
 from workflows.models import Milestone, Priority
 
 log = structlog.get_logger(__name__)
@@ -324,15 +325,8 @@ def parse_since(text: str) -> timedelta:
 
 
 def human(d: timedelta | None) -> str:
-    """Compact, sortable by eye: 45m, 3h05m, 2d04h."""
-    if d is None:
-        return "-"
-    minutes = round(d.total_seconds() / 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    return f"{hours}h{mins:02d}m" if hours else f"{mins}m"
+    """To the minute: a report compares hours and days."""
+    return formats.duration(d, rounded_to=timedelta(minutes=1))
 
 
 def _percent(share: float | None) -> str:
@@ -355,7 +349,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 def render_table(r: Report) -> str:
     lines = [
-        f"ABH report: cases opened {r.start:%Y-%m-%d %H:%M} to {r.end:%Y-%m-%d %H:%M} UTC ({r.cases} cases)",
+        f"ABH report: cases opened {formats.instant(r.start)} to {formats.instant(r.end)} ({r.cases} cases)",
         "",
         "Cases, time to resolve (opened -> resolved) and to close (opened -> closed); "
         "cancelled cases are left out of both",

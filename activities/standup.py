@@ -15,6 +15,7 @@ import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from workflows import formats
 from workflows.models import Phase, Priority
 
 log = structlog.get_logger(__name__)
@@ -147,13 +148,9 @@ def _case(row: asyncpg.Record) -> DigestCase:
 
 
 def age(d: timedelta) -> str:
-    """How long a case has been open, coarse on purpose: 40m, 5h, 3d 4h."""
-    minutes = max(int(d.total_seconds() // 60), 0)
-    hours, mins = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    return f"{hours}h" if hours else f"{mins}m"
+    """How long a case has been open, coarse on purpose: to the minute within the hour, then the hour."""
+    step = timedelta(minutes=1) if d < timedelta(hours=1) else timedelta(hours=1)
+    return formats.duration(max(d, timedelta(0)), rounded_to=step)
 
 
 def case_line(case: DigestCase, as_of: datetime, zone: tzinfo) -> str:

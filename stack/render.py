@@ -14,6 +14,7 @@ from rich.text import Text
 
 from activities.attention import OutboxRow
 from stack.read_models import AttentionReport, CaseRow
+from workflows import formats
 from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
@@ -33,22 +34,16 @@ MILESTONE_STYLE = {
 }
 
 
-def when(instant: datetime | None) -> str:
-    return "-" if instant is None else f"{instant:%a %Y-%m-%d %H:%M} UTC"
+def when(t: datetime | None) -> str:
+    return formats.instant(t, weekday=True)
 
 
-def stamp(instant: datetime | None) -> str:
-    """To the second, in UTC: demo and test policies count in seconds."""
-    return "-" if instant is None else f"{instant.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+def stamp(t: datetime | None) -> str:
+    """To the second: demo and test policies count in seconds."""
+    return formats.instant(t, seconds=True)
 
 
-def span(d: timedelta) -> str:
-    total = int(d.total_seconds())
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
-    return "".join(parts) or "0s"
+span = formats.duration
 
 
 def relative(instant: datetime, now: datetime) -> str:

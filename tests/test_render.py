@@ -351,3 +351,20 @@ def test_web_ui_links_name_the_clients_namespace_and_escape_ids() -> None:
         "http://ui:8233/namespaces/support-prod/workflows/case-T-1"
     )
     assert case_url("http://ui", "ns", "case-a/b c") == "http://ui/namespaces/ns/workflows/case-a%2Fb%20c"
+
+
+def test_instants_and_durations_read_the_same_everywhere() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from activities.reporting import human
+    from activities.standup import age
+    from workflows import formats, messages
+
+    t = datetime(2026, 12, 2, 15, 28, 9, tzinfo=timezone(timedelta(hours=1)))
+    assert formats.instant(t) == messages.when(t) == "2026-12-02 14:28 UTC"
+    assert render.stamp(t) == "2026-12-02 14:28:09 UTC" and render.when(t) == "Wed 2026-12-02 14:28 UTC"
+    d = timedelta(hours=1, minutes=30, seconds=20)
+    assert messages.duration(d) == render.span(d) == "1h30m20s"
+    assert human(d) == "1h30m" and age(d) == "2h" and age(timedelta(minutes=40)) == "40m"
+    assert formats.duration(timedelta(days=2, hours=4)) == "2d4h" and formats.duration(None) == "-"
+    assert formats.instant(None) == "-"

@@ -222,7 +222,7 @@ async def test_report_figures_match_the_hand_computation(seeded: asyncpg.Pool) -
 
 async def test_report_renders_as_table_json_and_csv(seeded: asyncpg.Pool) -> None:
     table = await report_command(seeded, "30d", "table", now=NOW)
-    assert "ABH report: cases opened 2001-03-02 00:00 to 2001-04-01 00:00 UTC (10 cases)" in table
+    assert "ABH report: cases opened 2001-03-02 00:00 UTC to 2001-04-01 00:00 UTC (10 cases)" in table
     assert (
         "P1            4     2       2          0           2           3h20m        5h28m         2"
         "        13h30m     21h54m\n"

@@ -402,7 +402,7 @@ def test_html_digest_shows_a_row_per_case_escaped() -> None:
     assert "Support standup, Monday 2026-03-09" in html
     assert html.count(">P1 T-1</td>") == 3
     assert ">Smith &lt;&amp;&gt; Sons</td>" in html
-    assert ">opened Sun 08 Mar 07:15 EDT (1d 2h ago)</td>" in html
+    assert ">opened Sun 08 Mar 07:15 EDT (1d2h ago)</td>" in html
     assert ">... and 2 more</td>" in html and ">none</td>" in html
     assert "Open P1/P2 cases (3)" in html
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from workflows import formats
 from workflows.calendar import AlwaysOpen, BusinessCalendar
 from workflows.models import (
     CaseStatus,
@@ -57,7 +58,7 @@ class Due:
             DueKind.REMINDER: "Confirmation reminder",
             DueKind.CONFIRMATION_WINDOW: "Confirmation window ends",
         }[self.kind]
-        return f"{what} due {self.at:%Y-%m-%d %H:%M} UTC"
+        return f"{what} due {formats.instant(self.at)}"
 
 
 @dataclass(frozen=True)

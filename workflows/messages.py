@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workflows import formats
 from workflows.clocks import Due
 from workflows.models import CaseStatus, Phase, TimelineEntry
 from workflows.policy import Channel, Policy, Role
@@ -71,16 +71,8 @@ def shortened(entry: TimelineEntry) -> TimelineEntry:
     return entry.model_copy(update={"detail": clip(entry.detail), "data": data})
 
 
-def when(instant: datetime | None) -> str:
-    return "-" if instant is None else f"{instant.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-
-
-def duration(d: timedelta) -> str:
-    minutes = int(d.total_seconds() // 60)
-    if minutes < 1:
-        return f"{int(d.total_seconds())}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes} min"
+when = formats.instant
+duration = formats.duration
 
 
 def facts(case: CaseStatus) -> dict[str, str]:
