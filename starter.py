@@ -148,8 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> int:
     """Run the command `args` names: each has one function, `args.handler`."""
+    try:
+        settings = Settings.from_env()
+    except ValueError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
     handler: Command = args.handler
-    return await handler(Settings.from_env(), args)
+    return await handler(settings, args)
 
 
 async def open_command(settings: Settings, args: argparse.Namespace) -> int:

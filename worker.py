@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 import zoneinfo
 from datetime import timedelta
 
@@ -136,7 +137,11 @@ def main() -> None:
     args = parser.parse_args()
     pin_zone_rules()
     logs.configure(json=args.json_logs)
-    asyncio.run(serve(Settings.from_env(), demo=args.demo))
+    try:
+        settings = Settings.from_env()
+    except ValueError as err:
+        sys.exit(f"worker not started: {err}")
+    asyncio.run(serve(settings, demo=args.demo))
 
 
 if __name__ == "__main__":

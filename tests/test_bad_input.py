@@ -173,3 +173,11 @@ def test_opened_at_is_kept_in_utc_and_must_be_plausible() -> None:
     assert t.opened_at is not None and (t.opened_at.hour, t.opened_at.utcoffset()) == (8, timedelta(0))
     with pytest.raises(ValidationError, match="opened_at"):
         ticket("T-1", opened_at="1970-01-01T00:00:00Z")
+
+
+def test_a_bad_setting_is_refused_naming_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_PORT", "smtp")
+    assert starter.main(["list"]) == 2
+    assert "refused: invalid settings: SMTP_PORT:" in capsys.readouterr().err
