@@ -65,13 +65,21 @@ async def needing_attention(
     return [OutboxRow.model_validate(dict(r)) for r in rows]
 
 
+# A row still pending after this many attempts keeps failing: its channel is down, or refusing it.
+RETRYING_FROM_ATTEMPT = 3
+
+
 async def abandoned_sends(pool: asyncpg.Pool, *, limit: int = 100) -> list[OutboxRow]:
-    """Rows still `sending` long after any live deliverer would have finished: the relay will resolve
-    them (re-send with the key, or park them `unknown`), and until then they are in doubt."""
+    """Rows still `sending` long after any live deliverer would have finished (the relay resolves them:
+    re-sent with the key, or parked `unknown`), and rows still `pending` after several attempts, which
+    the case or the relay keeps retrying while their channel fails."""
     rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM notifications WHERE state = 'sending' AND claimed_at < now() - $1::interval"
-        " ORDER BY created_at, dedupe_key LIMIT $2",
+        f"SELECT {_COLUMNS} FROM notifications"
+        " WHERE (state = 'sending' AND claimed_at < now() - $1::interval)"
+        "    OR (state = 'pending' AND attempts >= $2)"
+        " ORDER BY created_at, dedupe_key LIMIT $3",
         CLAIM_TTL,
+        RETRYING_FROM_ATTEMPT,
         limit,
     )
     return [OutboxRow.model_validate(dict(r)) for r in rows]

@@ -333,7 +333,7 @@ def attention(report: AttentionReport) -> Group:
         parts.append(outbox_rows(report.notifications))
     if report.abandoned_sends:
         table = outbox_rows(report.abandoned_sends)
-        table.title = f"{len(report.abandoned_sends)} send(s) abandoned mid-way (the relay resolves them)"
+        table.title = f"{len(report.abandoned_sends)} send(s) abandoned mid-way or still retrying"
         parts.append(table)
     if report.damaged_entries:
         damaged = Table(

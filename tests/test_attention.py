@@ -100,3 +100,13 @@ def test_the_starter_lists_and_settles(
     assert starter.main(["notifications", "--ticket", ticket]) == 0
     table = capsys.readouterr().out
     assert "1 notification" in table and "SMTP 550 mailbox unavailable" in table
+
+
+async def test_a_row_still_pending_after_several_attempts_is_listed(pool: asyncpg.Pool) -> None:
+    from activities.attention import abandoned_sends
+
+    workflow_id = await outbox(pool)
+    key = f"{workflow_id}:1:pending"
+    assert key not in [r.dedupe_key for r in await abandoned_sends(pool, limit=1000)]
+    await pool.execute("UPDATE notifications SET attempts = 3 WHERE dedupe_key = $1", key)
+    assert key in [r.dedupe_key for r in await abandoned_sends(pool, limit=1000)]

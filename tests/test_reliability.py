@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notifications import Sender
+from activities.senders import Senders
 from stack import render
 from stack.attention import attention_report
-from stack.sender_config import senders_from_env
 from tests.cases import (
     case_worker,
     failed_tasks,
@@ -32,31 +29,13 @@ from tests.cases import (
     until,
     visible,
 )
-from tests.test_senders import Mailbox, Receiver, mailbox, receiver, webhook_env
+from tests.test_senders import Mailbox, Receiver
 from workflows.case import CaseWorkflow
 from workflows.models import CloseReason, Phase
-
-__all__ = ["mailbox", "receiver"]  # fixtures shared with test_senders
 
 OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
 ESCALATION = timedelta(minutes=60)
 REJECTION_LIMIT = 1_000
-
-
-def channels_env(receiver: Receiver, smtp_port: int) -> dict[str, str]:
-    return webhook_env(receiver) | {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "SMTP_FROM": "ABH Support <support@abh.example>",
-        "SMTP_TIMEOUT": "5",
-    }
-
-
-@pytest_asyncio.fixture
-async def real_channels(receiver: Receiver, mailbox: tuple[Mailbox, int]) -> AsyncIterator[Sender]:
-    senders = senders_from_env(channels_env(receiver, mailbox[1]))
-    yield senders
-    await senders.aclose()
 
 
 def due_in(lead: timedelta) -> datetime:
@@ -106,11 +85,9 @@ async def test_line_breaks_in_subject_and_summary_reach_every_channel_once_on_on
     pool: asyncpg.Pool,
     task_queue: str,
     ticket_id: str,
-    receiver: Receiver,
-    mailbox: tuple[Mailbox, int],
-    real_channels: Sender,
+    wired: tuple[Senders, Receiver, Mailbox],
 ) -> None:
-    box, _ = mailbox
+    real_channels, receiver, box = wired
     subject = "Checkout\nAPI\r\ndown\u2028since 09:00"
     summary = "Rolled back the release.\nCleared the cache.\nCheckout answers again."
     async with case_worker(dev_env, pool, task_queue, round_the_clock_policy(), real_channels) as cases:
@@ -151,10 +128,9 @@ async def test_a_refused_page_key_is_retried_shown_to_operators_and_delivered_on
     pool: asyncpg.Pool,
     task_queue: str,
     ticket_id: str,
-    receiver: Receiver,
-    mailbox: tuple[Mailbox, int],
-    real_channels: Sender,
+    wired: tuple[Senders, Receiver, Mailbox],
 ) -> None:
+    real_channels, receiver, _ = wired
     receiver.refusing["/page"] = 401
     async with case_worker(dev_env, pool, task_queue, round_the_clock_policy(), real_channels) as cases:
         h = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(-timedelta(minutes=1))))

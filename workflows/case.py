@@ -641,17 +641,12 @@ class CaseWorkflow(CaseActions):
     async def _sync(self) -> None:
         await self._journal.write_out(self.case, self.policy, self._next)
 
-    def _sync_now(self) -> None:
-        """Beside the lifecycle the Web UI is brought up to date without waiting for anything."""
-        del self.case.timeline[: -self.policy.timeline_window]
-        self._journal.publish(self.case, self._next)
-
     async def _drain(self) -> None:
         """Before the run ends: every handler done and everything stored; deliveries are given a moment
         and then left to the outbox relay. Inline (cases opened earlier): every delivery waited for."""
         journal = self._journal
         if journal.beside:
-            self._sync_now()
+            await self._sync()
             await journal.settle()
             return
         while True:
