@@ -10,7 +10,7 @@ notifications, Tech Lead tickets), which a writer beside the lifecycle stores an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.case_store import CaseStore, TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, messages, rules
+    from workflows import clocks, events, messages, rules
     from workflows.actions import CaseActions, handles
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
@@ -50,12 +50,10 @@ with workflow.unsafe.imports_passed_through():
         CustomerRejected,
         CustomerReplied,
         Escalation,
-        EventType,
         Milestone,
         MilestoneState,
         MilestoneStatus,
         MilestoneVerified,
-        NotificationKind,
         Pause,
         Phase,
         Priority,
@@ -63,8 +61,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         WaitingOnCustomer,
     )
-    from workflows.policy import Channel, EscalationLevel, Policy, Role
-    from workflows.safe_text import shown
+    from workflows.policy import EscalationLevel, Policy, Role
 
 # A P1 raised from a lower priority gets the P1 contact: the call and the TAM's word.
 CONTACT_ON_RAISE = "contact-when-raised-to-p1"
@@ -193,11 +190,8 @@ class CaseWorkflow(CaseActions):
         case.assignee = case.assignee or (
             roster.on_call if case.priority is Priority.P1 else roster.team_queue
         )
-        source = case.ticket.source or "upstream"
-        self._record(
-            EventType.OPENED, f"{case.priority.value} case opened by {source}: {case.ticket.subject}"
-        )
-        self._record(EventType.ASSIGNED, f"assigned to {case.assignee}", data={"assignee": case.assignee})
+        self._publish(events.opened(case))
+        self._publish(events.assigned(case.assignee))
         await self._sync()
 
     async def _triage(self) -> None:
@@ -210,10 +204,7 @@ class CaseWorkflow(CaseActions):
                 return
             case.phase = Phase.QUEUED
             case.queued_until = start
-            entry = self._record(
-                EventType.QUEUED, f"outside business hours; queued until {messages.when(start)}"
-            )
-            self._notify(entry, NotificationKind.CASE_QUEUED, [Role.CUSTOMER])
+            self._publish(events.queued(start))
         await self._run_clocks_while(Phase.QUEUED)
 
     async def _troubleshoot(self) -> None:
@@ -230,16 +221,12 @@ class CaseWorkflow(CaseActions):
             case.reminder_due_at, case.confirmation_due_at = clocks.follow_up_deadlines(
                 self.policy, self.clocks, now
             )
-            entry = self._record(
-                EventType.FOLLOW_UP_SENT,
-                f"confirmation requested by {messages.when(case.confirmation_due_at)}",
-            )
-            self._notify(entry, NotificationKind.FOLLOW_UP, [Role.CUSTOMER])
+            self._publish(events.follow_up_sent(case.confirmation_due_at))
             case.follow_up_sent_at = now
             await self._sync()
         await self._run_clocks_while(Phase.AWAITING_CONFIRMATION, until=lambda: case.confirmed_at is not None)
         if case.phase is Phase.AWAITING_CONFIRMATION and case.confirmed_at is not None:
-            self._close(CloseReason.CONFIRMED, "customer confirmed the resolution")
+            self._close(CloseReason.CONFIRMED, events.CONFIRMED)
 
     # Clocks.
 
@@ -291,9 +278,7 @@ class CaseWorkflow(CaseActions):
             case DueKind.REMINDER:
                 self._remind()
             case DueKind.CONFIRMATION_WINDOW:
-                self._close(
-                    CloseReason.NO_RESPONSE, "no answer from the customer within the confirmation window"
-                )
+                self._close(CloseReason.NO_RESPONSE, events.NO_RESPONSE)
 
     def _begin_engagement(self, at: datetime, note: str = "") -> None:
         """Engage: the first time, contact the customer; on a reopen, restart the escalation clock."""
@@ -303,43 +288,19 @@ class CaseWorkflow(CaseActions):
         case.engaged_at = at
         case.queued_until = None
         self._clocks_moved = True
-        if case.engagement > 1:
-            entry = self._record(
-                EventType.ENGAGED, f"engagement {case.engagement}: reopened, escalation clock restarted"
-            )
-            self._notify(
-                entry, NotificationKind.CASE_REOPENED, [Role.ASSIGNEE, Role.TAM], facts={"note": note}
-            )
-            return
-        entry = self._record(EventType.ENGAGED, f"engaged at {messages.when(at)}")
-        prio = self.policy.for_priority(case.priority)
-        if "call" in prio.contact:
-            self._notify(entry, NotificationKind.CUSTOMER_CALL, [Role.CUSTOMER], channel="call")
-        self._notify(entry, NotificationKind.CASE_OPENED, [Role.CUSTOMER])
-        if "open" in prio.tam_told:
-            self._notify(entry, NotificationKind.TAM_UPDATE, [Role.TAM], facts={"event": "case opened"})
+        self._publish(events.engaged(case, self.policy, at, note))
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.WARNED
         ms.warned_at = workflow.now()
-        entry = self._record(EventType.MILESTONE_WARNING, f"{milestone.value} due {messages.when(ms.due_at)}")
-        self._notify(
-            entry, NotificationKind.MILESTONE_WARNING, [Role.ASSIGNEE], facts=self._milestone_facts(ms)
-        )
+        self._publish(events.milestone_warned(ms))
 
     def _breach(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
         ms.state = MilestoneState.BREACHED
         self.case.sla_breached = True
-        detail = f"{milestone.value} missed its {messages.duration(ms.target)} target"
-        entry = self._record(EventType.SLA_BREACHED, detail, data={"milestone": milestone.value})
-        self._notify(
-            entry,
-            NotificationKind.MILESTONE_BREACH,
-            [Role.ASSIGNEE, Role.TAM],
-            facts=self._milestone_facts(ms),
-        )
+        self._publish(events.milestone_breached(ms))
 
     def _raise_escalation(self, due: Due) -> None:
         """Raise the next level once for this engagement: at once in the case (state, search attributes,
@@ -379,7 +340,7 @@ class CaseWorkflow(CaseActions):
             level=level.name,
             priority=case.priority,
             assignee=self._address_of(level.owner),
-            reason=f"unresolved {messages.duration(level.after)} after engagement {case.engagement}",
+            reason=events.escalation_reason(level, case.engagement),
             raised_at=raised_at,
         )
 
@@ -398,25 +359,16 @@ class CaseWorkflow(CaseActions):
         )
         case.escalated = True
         case.on_standup = True
-        entry = self._record(
-            EventType.ESCALATED,
-            f"{level.name} ticket {ticket.ticket_key}: {ticket.reason}",
-            data={"level": level.name},
-        )
-        facts = {"level": level.name, "after": messages.duration(level.after)}
-        self._notify(entry, NotificationKind.ESCALATION, list(level.notify), facts=facts)
-        return entry
+        return self._publish(events.escalated(level, ticket.ticket_key, ticket.reason))
 
     def _remind_paused(self) -> None:
         pause = self.case.pauses[-1]
         pause.reminded_at = workflow.now()
-        entry = self._record(EventType.PAUSE_REMINDER_SENT, "customer reminded that we are waiting for them")
-        self._notify(entry, NotificationKind.PAUSE_REMINDER, [Role.CUSTOMER])
+        self._publish(events.pause_reminded())
 
     def _remind(self) -> None:
         self.case.reminder_sent_at = workflow.now()
-        entry = self._record(EventType.REMINDER_SENT, "customer reminded to confirm the resolution")
-        self._notify(entry, NotificationKind.REMINDER, [Role.CUSTOMER])
+        self._publish(events.confirmation_reminded())
 
     def _close(self, reason: CloseReason, detail: str) -> None:
         case = self.case
@@ -424,17 +376,9 @@ class CaseWorkflow(CaseActions):
         case.close_reason = reason
         case.closed_at = workflow.now()
         self._end_pause(case.closed_at)
-        entry = self._record(EventType.CLOSED, f"closed ({reason.value}): {detail}")
-        if reason is not CloseReason.CANCELLED:
-            self._notify(entry, NotificationKind.CASE_CLOSED, [Role.CUSTOMER])
         told_at_resolution = workflow.patched(TAM_TOLD_AT_RESOLUTION)
-        if not told_at_resolution and "resolution" in self.policy.for_priority(case.priority).tam_told:
-            self._notify(
-                entry,
-                NotificationKind.TAM_UPDATE,
-                [Role.TAM],
-                facts={"event": f"case closed ({reason.value})"},
-            )
+        tell_tam = not told_at_resolution and events.tells_tam(self.policy, case.priority, "resolution")
+        self._publish(events.closed(reason, detail, tell_tam=tell_tam))
 
     # Actions: the same checks for every signal; a refused one is kept in the timeline.
 
@@ -456,7 +400,7 @@ class CaseWorkflow(CaseActions):
             action = rules.parse_action(name, payload, unreadable)
             rules.check(self.case, name, action)
         except rules.Refused as refusal:
-            self._record(EventType.REJECTED, str(refusal), data={"action": shown(name)})
+            self._publish(events.refused(name, str(refusal)))
             return
         self._apply(name, action)
 
@@ -485,13 +429,11 @@ class CaseWorkflow(CaseActions):
     @handles("assign")
     def _assign(self, action: Assign) -> None:
         self.case.assignee = action.assignee
-        self._record(EventType.ASSIGNED, f"assigned to {action.assignee}", data={"assignee": action.assignee})
+        self._publish(events.assigned(action.assignee))
 
     @handles("customer_contacted")
     def _contacted(self, action: CustomerContacted) -> None:
-        self._record(
-            EventType.CUSTOMER_CONTACTED, f"customer contacted by {action.channel.value}", note=action.note
-        )
+        self._publish(events.contacted(action.channel.value, action.note))
         self._verify(Milestone.FIRST_RESPONSE, None)
 
     @handles("milestone_verified")
@@ -507,27 +449,20 @@ class CaseWorkflow(CaseActions):
         case.follow_up_sent_at = case.confirmed_at = None
         case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
         self._end_pause(now)
-        entry = self._record(EventType.RESOLVED, action.summary, actor=action.by)
-        told = "resolution" in self.policy.for_priority(case.priority).tam_told
-        if told and workflow.patched(TAM_TOLD_AT_RESOLUTION):
-            self._notify(
-                entry, NotificationKind.TAM_UPDATE, [Role.TAM], facts={"event": f"resolved: {action.summary}"}
-            )
+        told = events.tells_tam(self.policy, case.priority, "resolution")
+        tell_tam = told and workflow.patched(TAM_TOLD_AT_RESOLUTION)
+        self._publish(events.resolved(action.summary, action.by, tell_tam=tell_tam))
 
     @handles("customer_confirmed")
     def _confirmed(self, action: CustomerConfirmed) -> None:
         self.case.confirmed_at = workflow.now()
-        self._record(
-            EventType.CUSTOMER_CONFIRMED, "customer confirmed the fix", actor="customer", note=action.note
-        )
+        self._publish(events.confirmed(action.note))
 
     @handles("customer_rejected")
     def _rejected(self, action: CustomerRejected) -> None:
         self.case.resolved_at = None
         self.case.resolution = None
-        self._record(
-            EventType.CUSTOMER_REJECTED, "customer says it is not fixed", actor="customer", note=action.note
-        )
+        self._publish(events.rejected(action.note))
         self._begin_engagement(workflow.now(), action.note or "")
 
     @handles("change_priority")
@@ -538,25 +473,20 @@ class CaseWorkflow(CaseActions):
     def _waiting(self, action: WaitingOnCustomer) -> None:
         self.case.paused = True
         self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
-        self._record(EventType.PAUSED, "waiting on the customer; resolution clocks paused", note=action.note)
+        self._publish(events.paused(action.note))
 
     @handles("customer_replied")
     def _replied(self, action: CustomerReplied) -> None:
         self._end_pause(workflow.now())
-        self._record(
-            EventType.RESUMED,
-            "customer replied; resolution clocks running",
-            actor="customer",
-            note=action.note,
-        )
+        self._publish(events.resumed(action.note))
 
     @handles("add_note")
     def _note(self, action: AddNote) -> None:
-        self._record(EventType.NOTE, action.text, actor=action.by)
+        self._publish(events.noted(action.text, action.by))
 
     @handles("cancel")
     def _cancel(self, action: Cancel) -> None:
-        self._record(EventType.CANCELLED, action.reason, actor=action.by)
+        self._publish(events.cancelled(action.reason, action.by))
         self._close(CloseReason.CANCELLED, action.reason)
 
     def _verify(self, milestone: Milestone, by: str | None, *, note: str | None = None) -> None:
@@ -568,12 +498,7 @@ class CaseWorkflow(CaseActions):
         ms.state = MilestoneState.MET_LATE if late else MilestoneState.MET
         ms.verified_at = now
         ms.verified_by = by
-        self._record(
-            EventType.MILESTONE_VERIFIED,
-            f"{milestone.value} verified{' late' if late else ''}",
-            actor=by,
-            note=note,
-        )
+        self._publish(events.milestone_verified(milestone, late=late, by=by, note=note))
 
     def _reprioritise(self, priority: Priority, reason: str | None) -> None:
         """Re-triage: the new priority's clocks, still counted from the original opened_at."""
@@ -586,28 +511,16 @@ class CaseWorkflow(CaseActions):
             case.queued_until = start
         elif case.engagement == 1:
             case.engaged_at = start
-        entry = self._record(
-            EventType.PRIORITY_CHANGED,
-            f"{old.value} -> {priority.value}",
-            note=reason,
-            data={"from": old, "to": priority},
+        raised = events.raised_to_call(self.policy, old, priority)
+        contact = raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE)
+        reassigned_to = None
+        if contact and case.assignee == self.policy.roster.team_queue:
+            case.assignee = reassigned_to = self.policy.roster.on_call
+        self._publish(
+            events.priority_changed(
+                old, priority, reason, contact=contact, reassigned_to=reassigned_to, policy=self.policy
+            )
         )
-        now_p1, was_p1 = self.policy.for_priority(priority), self.policy.for_priority(old)
-        raised = "call" in now_p1.contact and "call" not in was_p1.contact
-        if raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE):
-            if case.assignee == self.policy.roster.team_queue:
-                case.assignee = self.policy.roster.on_call
-                self._record(
-                    EventType.ASSIGNED, f"assigned to {case.assignee}", data={"assignee": case.assignee}
-                )
-            self._notify(entry, NotificationKind.CUSTOMER_CALL, [Role.CUSTOMER], channel="call")
-            if "open" in now_p1.tam_told:
-                self._notify(
-                    entry,
-                    NotificationKind.TAM_UPDATE,
-                    [Role.TAM],
-                    facts={"event": f"raised to {priority.value}"},
-                )
 
     def _end_pause(self, now: datetime) -> None:
         if self.case.paused:
@@ -616,27 +529,8 @@ class CaseWorkflow(CaseActions):
 
     # Recording: the timeline, the outbox, the search attributes.
 
-    def _record(
-        self,
-        type_: EventType,
-        detail: str,
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> TimelineEntry:
-        return self._journal.record(self.case, type_, detail, actor=actor, note=note, data=data)
-
-    def _notify(
-        self,
-        entry: TimelineEntry,
-        kind: NotificationKind,
-        roles: list[Role],
-        *,
-        channel: Channel | None = None,
-        facts: Mapping[str, str] | None = None,
-    ) -> None:
-        self._journal.notify(self.case, self.policy, entry, kind, roles, channel=channel, facts=facts)
+    def _publish(self, plan: events.Plan) -> TimelineEntry:
+        return self._journal.add(self.case, self.policy, plan)
 
     async def _sync(self) -> None:
         await self._journal.write_out(self.case, self.policy, self._next)
@@ -709,13 +603,6 @@ class CaseWorkflow(CaseActions):
 
     def _milestone(self, milestone: Milestone) -> MilestoneStatus:
         return next(ms for ms in self.case.milestones if ms.name is milestone)
-
-    def _milestone_facts(self, ms: MilestoneStatus) -> dict[str, str]:
-        return {
-            "milestone": ms.name.value,
-            "target": messages.duration(ms.target),
-            "due_at": messages.when(ms.due_at),
-        }
 
     def _address_of(self, role: Role) -> str:
         found = messages.recipients(self.case, self.policy, role)

@@ -12,9 +12,9 @@ where the lifecycle awaited each write (`_write_inline`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import Notification, Notifier
     from workflows import messages, search
     from workflows.clocks import Due
-    from workflows.models import CaseStatus, EventType, NotificationKind, TimelineEntry, Trouble
-    from workflows.policy import Channel, Policy, Role
+    from workflows.events import Entry, Plan, Tell
+    from workflows.models import CaseStatus, TimelineEntry, Trouble
+    from workflows.policy import Policy
     from workflows.safe_text import clipped, one_line, storable
 
 T = TypeVar("T")
@@ -148,60 +149,49 @@ class CaseJournal:
         """Everything recorded so far is stored (or failed for good)."""
         return not self.pending and self._storing == Unwritten()
 
-    def record(
-        self,
-        case: CaseStatus,
-        type_: EventType,
-        detail: str,
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> TimelineEntry:
+    def add(self, case: CaseStatus, policy: Policy, plan: Plan) -> TimelineEntry:
+        """Add an event: its entries, then one notification per recipient of each told role, keyed on
+        the event's first entry."""
+        entry = self._record(case, plan.entry)
+        for then in plan.then:
+            self._record(case, then)
+        for tell in plan.tells:
+            self._notify(case, policy, entry, tell)
+        return entry
+
+    def _record(self, case: CaseStatus, planned: Entry) -> TimelineEntry:
         self.seq += 1
-        extra = dict(data or {})
-        if note:
-            extra["note"] = note
+        data = dict(planned.data)
+        if planned.note:
+            data["note"] = planned.note
         entry = TimelineEntry(
             seq=self.seq,
             at=workflow.now(),
-            type=type_,
-            actor=storable(actor),
-            detail=storable(detail),
-            data=storable(extra),
+            type=planned.type,
+            actor=storable(planned.actor),
+            detail=storable(planned.detail),
+            data=storable(data),
         )
         case.timeline.append(messages.shortened(entry))
         self._entries.append(entry)
         return entry
 
-    def notify(
-        self,
-        case: CaseStatus,
-        policy: Policy,
-        entry: TimelineEntry,
-        kind: NotificationKind,
-        roles: list[Role],
-        *,
-        channel: Channel | None = None,
-        facts: Mapping[str, str] | None = None,
-    ) -> None:
-        """One notification per recipient of each role the policy routes `kind` to, keyed on `entry`."""
-        everything = messages.facts(case) | dict(facts or {})
-        for role in policy.routing.roles_for(kind, roles):
-            for r in messages.recipients(case, policy, role, channel):
-                self._outbox.append(
-                    Notification(
-                        dedupe_key=f"{life_key(case)}:{entry.seq}:{kind}:{role.value}:{r.channel}",
-                        workflow_id=case.workflow_id,
-                        life=case.life,
-                        seq=entry.seq,
-                        kind=kind,
-                        channel=r.channel,
-                        role=role,
-                        recipient=r.address,
-                        facts=everything,
-                    )
+    def _notify(self, case: CaseStatus, policy: Policy, entry: TimelineEntry, tell: Tell) -> None:
+        facts = messages.facts(case) | dict(tell.facts)
+        for r in messages.recipients_of(case, policy, tell.kind, tell.roles, tell.channel):
+            self._outbox.append(
+                Notification(
+                    dedupe_key=f"{life_key(case)}:{entry.seq}:{tell.kind}:{r.role.value}:{r.channel}",
+                    workflow_id=case.workflow_id,
+                    life=case.life,
+                    seq=entry.seq,
+                    kind=tell.kind,
+                    channel=r.channel,
+                    role=r.role,
+                    recipient=r.address,
+                    facts=facts,
                 )
+            )
 
     def open_ticket(self, ticket: TechLeadTicket) -> None:
         """A Tech Lead (or higher) ticket row, stored with the entry that raised it."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workflows import formats
 from workflows.clocks import Due
-from workflows.models import CaseStatus, Phase, TimelineEntry
+from workflows.models import CaseStatus, NotificationKind, Phase, TimelineEntry
 from workflows.policy import Channel, Policy, Role
 
 
@@ -50,6 +51,17 @@ def recipients(
         if address:
             found.append(Recipient(role=role, channel=ch, address=address))
     return found
+
+
+def recipients_of(
+    case: CaseStatus, policy: Policy, kind: NotificationKind, roles: Sequence[Role], channel: Channel | None
+) -> list[Recipient]:
+    """Who receives a notification of `kind` meant for `roles`, after the policy's routing of the kind."""
+    return [
+        r
+        for role in policy.routing.roles_for(kind, list(roles))
+        for r in recipients(case, policy, role, channel)
+    ]
 
 
 STATE_TEXT_LIMIT = 500

@@ -7,6 +7,7 @@ running case keeps the rules it started with while new cases pick up a changed f
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -81,18 +82,22 @@ class FollowUpPolicy(PolicyModel):
     reminder_after: timedelta | None = None
 
 
+# Who hears of each routed message kind when the policy does not say.
+DEFAULT_ROUTES: Mapping[str, tuple[Role, ...]] = {
+    "case_opened": (Role.CUSTOMER,),
+    "case_queued": (Role.CUSTOMER,),
+    "milestone_warning": (Role.ASSIGNEE,),
+    "milestone_breach": (Role.ASSIGNEE, Role.TAM),
+    "pause_reminder": (Role.CUSTOMER,),
+    "follow_up": (Role.CUSTOMER,),
+    "reminder": (Role.CUSTOMER,),
+    "case_reopened": (Role.ASSIGNEE, Role.TAM),
+    "case_closed": (Role.CUSTOMER,),
+}
+
+
 def _default_routes() -> dict[str, list[Role]]:
-    return {
-        "case_opened": [Role.CUSTOMER],
-        "case_queued": [Role.CUSTOMER],
-        "milestone_warning": [Role.ASSIGNEE],
-        "milestone_breach": [Role.ASSIGNEE, Role.TAM],
-        "pause_reminder": [Role.CUSTOMER],
-        "follow_up": [Role.CUSTOMER],
-        "reminder": [Role.CUSTOMER],
-        "case_reopened": [Role.ASSIGNEE, Role.TAM],
-        "case_closed": [Role.CUSTOMER],
-    }
+    return {kind: list(roles) for kind, roles in DEFAULT_ROUTES.items()}
 
 
 def _default_channels() -> dict[Role, list[Channel]]:
@@ -115,8 +120,11 @@ class Routing(PolicyModel):
     kinds: dict[str, list[Role]] = Field(default_factory=_default_routes)
     channels: dict[Role, list[Channel]] = Field(default_factory=_default_channels)
 
-    def roles_for(self, kind: str, default: list[Role]) -> list[Role]:
-        return self.kinds.get(kind, default)
+    def roles_for(self, kind: str, default: Sequence[Role] = ()) -> list[Role]:
+        """The roles told of `kind`: the policy's, else the built-in route, else `default`."""
+        if kind in self.kinds:
+            return self.kinds[kind]
+        return list(DEFAULT_ROUTES.get(kind, default))
 
     def channels_for(self, role: Role) -> list[Channel]:
         return self.channels.get(role, ["email"])
