@@ -37,8 +37,8 @@ from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
 from stack.settings import Settings
 from stack.web_ui import case_url
-from workflows.actions import ACTIONS
-from workflows.models import CLOCK_SKEW, CaseInput, case_workflow_id
+from workflows.actions import accepted_while
+from workflows.models import ACTIONS, CLOCK_SKEW, CaseInput, case_workflow_id
 from workflows.policy import load_policy
 from workflows.rules import Refused, field_errors, parse_action
 
@@ -135,11 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     settle.add_argument("--by", required=True, help="who checked the provider")
     settle.add_argument("--note", help="what the provider showed")
 
-    for action, spec in ACTIONS.items():
-        sub = commands.add_parser(action, help=f"send the {action} action (accepted while {spec.meaning})")
+    for action, model in ACTIONS.items():
+        meaning = " ".join((model.__doc__ or "").split())
+        sub = commands.add_parser(action, help=f"{meaning} (accepted while {accepted_while(model)})")
         sub.set_defaults(handler=action_command)
         sub.add_argument("ticket_id")
-        _add_model_options(sub, spec.model)
+        _add_model_options(sub, model)
         sub.add_argument(
             "--signal", action="store_true", help="fire-and-forget: send as a signal, not an update"
         )
@@ -181,7 +182,7 @@ async def open_command(settings: Settings, args: argparse.Namespace) -> int:
 
 async def action_command(settings: Settings, args: argparse.Namespace) -> int:
     """One action, checked here first, then sent as an update (or a signal with --signal)."""
-    model = ACTIONS[args.command].model
+    model = ACTIONS[args.command]
     payload = {k: getattr(args, k) for k in model.model_fields if getattr(args, k, None) is not None}
     try:
         parse_action(args.command, payload)

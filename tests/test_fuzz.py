@@ -14,9 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import update_action
 from tests.cases import case_worker, quiet, round_the_clock_policy, settled, status_when, ticket
-from workflows.actions import ACTIONS
 from workflows.case import CaseWorkflow
-from workflows.models import CaseStatus, Phase
+from workflows.models import ACTIONS, CaseStatus, Phase
 from workflows.rules import Refused
 
 WEIRD = ["", " ", "\x00", "🧨" * 50, "Ω≈ç√∫µ≤≥÷", "' OR 1=1 --", "x" * 20_000, "<script>alert(1)</script>"]

@@ -34,9 +34,8 @@ from tests.cases import (
     ticket,
 )
 from tests.test_senders import Mailbox, Receiver
-from workflows.actions import ACTIONS
 from workflows.case import CaseWorkflow
-from workflows.models import CaseStatus, Phase
+from workflows.models import ACTIONS, CaseStatus, Phase
 
 SEED = int(os.environ.get("ABH_FUZZ_SEED", "20261202"))
 SHOTS_PER_CASE = 200
@@ -76,9 +75,7 @@ UNKNOWN_NAMES = [
 ]  # fmt: skip
 # Actions that take an empty payload: never sent one here, or a fuzz might pause or close a case.
 OPTIONAL_ONLY = {
-    name
-    for name, spec in ACTIONS.items()
-    if not any(f.is_required() for f in spec.model.model_fields.values())
+    name for name, model in ACTIONS.items() if not any(f.is_required() for f in model.model_fields.values())
 }
 # The text field of each action that has one, and its longest accepted value.
 TEXT_FIELDS = {"add_note": ("text", 10_000), "assign": ("assignee", 200), "resolved": ("summary", 10_000),
@@ -176,7 +173,7 @@ class Generator:
             weights=[14, 6, 10, 12, 10, 8, 10, 12, 4, 4, 5, 5],
         )[0]  # fmt: skip
         known = rng.choice(list(ACTIONS))
-        fields = set(ACTIONS[known].model.model_fields)
+        fields = set(ACTIONS[known].model_fields)
         if kind == "note":
             text = f"[{case}:{n}{self.odd()}{self.odd()}]"
             if rng.random() < 0.1:
@@ -202,8 +199,8 @@ class Generator:
                 payload[TEXT_FIELDS[known][0]] = f"fine {n}"
             return Shot(via, known, [payload], kind)
         if kind == "wrong_type":
-            name = rng.choice([a for a in ACTIONS if ACTIONS[a].model.model_fields])
-            target = rng.choice(sorted(ACTIONS[name].model.model_fields))
+            name = rng.choice([a for a in ACTIONS if ACTIONS[a].model_fields])
+            target = rng.choice(sorted(ACTIONS[name].model_fields))
             return Shot(via, name, [{target: rng.choice(WRONG_TYPES)}], kind)
         if kind == "not_object":
             return Shot(via, known, [rng.choice(NOT_OBJECTS)], kind)

@@ -1,116 +1,94 @@
-"""The actions of the wire contract: one registry, and how they reach a case.
+"""The actions of the wire contract, and how they reach a case.
 
-Each action is defined once, in ACTIONS: its payload model, the phases it is accepted in, whether it can
-move a due instant, and what it means (the README's table is printed from it:
-`python -m workflows.actions`). CaseWorkflow marks the method that applies each one with `@handles`.
-From the registry every action becomes a signal and an update of the same name:
+Each action is defined once, by its payload model in workflows/models.py (a subclass of ActionPayload:
+name, phases, clock effect, meaning, own rules). CaseWorkflow marks the method that applies it with
+`@handles(Model)`. From the registry every action becomes a signal and an update of the same name, a
+`starter.py` command, and a line of the README's table (`python -m workflows.actions --readme` rewrites it):
 - a signal is fire-and-forget: every signal goes through one dynamic handler that decodes its payloads
   itself, so a malformed one (several values, bytes that are not JSON) is rejected in the timeline, never
   dropped nor a failed workflow task;
 - an update is checked by its validator first, so a bad one is refused to the caller and leaves no trace
   in history; a good one returns the case once its timeline entry is stored.
-Adding an action: its model in models.py, a line here, its `@handles` method in case.py, a test.
+Adding an action: its model, its `@handles` method, a test.
 """
 
 from __future__ import annotations
 
+import sys
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
-    from workflows.models import (
-        AddNote,
-        Assign,
-        Cancel,
-        CaseStatus,
-        ChangePriority,
-        CustomerConfirmed,
-        CustomerContacted,
-        CustomerRejected,
-        CustomerReplied,
-        MilestoneVerified,
-        Phase,
-        Resolved,
-        WaitingOnCustomer,
-    )
+    from workflows.models import ACTIONS, OPEN_PHASES, ActionPayload, CaseStatus
     from workflows.safe_text import one_line
 
-OPEN_PHASES = frozenset({Phase.TRIAGE, Phase.QUEUED, Phase.ENGAGED, Phase.AWAITING_CONFIRMATION})
-ENGAGED = frozenset({Phase.ENGAGED})
-AWAITING = frozenset({Phase.AWAITING_CONFIRMATION})
+README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE_BEGIN = "<!-- actions: printed by `python -m workflows.actions --readme` -->"
+TABLE_END = "<!-- end of actions -->"
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    model: type[BaseModel]
-    phases: frozenset[Phase]
-    moves_clocks: bool
-    """Whether it can move a due instant (priority, phase, engagement, pause): a burst of notes, which
-    cannot, costs no calendar arithmetic."""
-    meaning: str
-    payload: str
+def payload_shape(model: type[ActionPayload]) -> str:
+    """`{field, optional?, choice: a/b}` from the model's fields."""
+    parts = []
+    for name, field in model.model_fields.items():
+        shape = name if field.is_required() else f"{name}?"
+        choices = [t for t in typing.get_args(field.annotation) or (field.annotation,) if _is_enum(t)]
+        if choices:
+            shape += ": " + "/".join(str(v.value) for v in choices[0])
+        parts.append(shape)
+    return "{" + ", ".join(parts) + "}"
 
 
-ACTIONS: dict[str, ActionSpec] = {
-    "assign": ActionSpec(Assign, OPEN_PHASES, False, "open", "{assignee}"),
-    "customer_contacted": ActionSpec(
-        CustomerContacted,
-        ENGAGED,
-        False,
-        "engaged; verifies `first_response`",
-        "{channel: call/email/chat/portal, note?}",
-    ),
-    "milestone_verified": ActionSpec(
-        MilestoneVerified, ENGAGED, False, "engaged; milestones in order", "{milestone, note?, by?}"
-    ),
-    "resolved": ActionSpec(Resolved, ENGAGED, True, "engaged; starts the follow-up", "{summary, by?}"),
-    "customer_confirmed": ActionSpec(
-        CustomerConfirmed, AWAITING, True, "awaiting_confirmation; closes after the follow-up", "{note?}"
-    ),
-    "customer_rejected": ActionSpec(
-        CustomerRejected, AWAITING, True, "awaiting_confirmation; reopens", "{note?}"
-    ),
-    "change_priority": ActionSpec(
-        ChangePriority,
-        OPEN_PHASES,
-        True,
-        "open; re-triages from the original `opened_at`",
-        "{priority, reason?}",
-    ),
-    "waiting_on_customer": ActionSpec(
-        WaitingOnCustomer, ENGAGED, True, "engaged; pauses the resolution clocks", "{note?}"
-    ),
-    "customer_replied": ActionSpec(
-        CustomerReplied, ENGAGED, True, "engaged and paused; resumes them", "{note?}"
-    ),
-    "add_note": ActionSpec(AddNote, OPEN_PHASES, False, "open", "{text, by?}"),
-    "cancel": ActionSpec(
-        Cancel, OPEN_PHASES, True, "open; closes at once, no follow-up, every timer stopped", "{reason, by?}"
-    ),
-}
+def _is_enum(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, Enum)
+
+
+def accepted_while(model: type[ActionPayload]) -> str:
+    phases = "open" if model.accepted_in == OPEN_PHASES else " or ".join(p.value for p in model.accepted_in)
+    if model.while_paused is not None:
+        phases += " and paused" if model.while_paused else " and not paused"
+    return phases
 
 
 def readme_table() -> str:
     """The README's table of actions, from the registry."""
-    lines = ["| action | payload | accepted while |", "|---|---|---|"]
-    lines += [f"| `{name}` | `{a.payload}` | {a.meaning} |" for name, a in ACTIONS.items()]
+    lines = ["| action | payload | accepted while | what it does |", "|---|---|---|---|"]
+    lines += [
+        f"| `{name}` | `{payload_shape(m)}` | {accepted_while(m)} | {_meaning(m)} |"
+        for name, m in ACTIONS.items()
+    ]
     return "\n".join(lines)
+
+
+def _meaning(model: type[ActionPayload]) -> str:
+    return " ".join((model.__doc__ or "").split())
+
+
+def write_readme_table(readme: Path = README) -> bool:
+    """Rewrite the table between its markers; True when the README changed."""
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    new = f"{head}{TABLE_BEGIN}\n{readme_table()}\n{TABLE_END}{tail}"
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text
 
 
 F = TypeVar("F", bound=Callable[..., None])
 
 
-def handles(name: str) -> Callable[[F], F]:
-    """Marks the CaseWorkflow method that applies the action `name`."""
+def handles(model: type[ActionPayload]) -> Callable[[F], F]:
+    """Marks the CaseWorkflow method that applies the action of `model`."""
 
     def mark(method: F) -> F:
-        method.__dict__["applies_action"] = name
+        method.__dict__["applies_action"] = model.action
         return method
 
     return mark
@@ -139,7 +117,8 @@ class CaseActions:
         super().__init_subclass__(**kwargs)
         cls.handlers = {
             m.__dict__["applies_action"]: m
-            for m in vars(cls).values()
+            for klass in reversed(cls.__mro__)
+            for m in vars(klass).values()
             if "applies_action" in getattr(m, "__dict__", {})
         }
         missing = set(ACTIONS) - set(cls.handlers)
@@ -179,4 +158,7 @@ class CaseActions:
 
 
 if __name__ == "__main__":
-    print(readme_table())
+    if sys.argv[1:] == ["--readme"]:
+        print("README.md updated" if write_readme_table() else "README.md already current")
+    else:
+        print(readme_table())

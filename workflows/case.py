@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         CLOCK_SKEW,
         WORKFLOW_TYPE,
-        Action,
+        ActionPayload,
         AddNote,
         Assign,
         Cancel,
@@ -398,49 +398,49 @@ class CaseWorkflow(CaseActions):
             await workflow.wait_condition(self._ready)
         try:
             action = rules.parse_action(name, payload, unreadable)
-            rules.check(self.case, name, action)
+            rules.check(self.case, action)
         except rules.Refused as refusal:
             self._publish(events.refused(name, str(refusal)))
             return
-        self._apply(name, action)
+        self._apply(action)
 
     def _check(self, name: str, payload: Any) -> None:
         """The update validator: refuse to the caller, before anything is written to history."""
         if self._case is None or not self._ready():
             raise ActionRefused("the case is still being opened; try again in a moment")
         try:
-            rules.check(self.case, name, rules.parse_action(name, payload))
+            rules.check(self.case, rules.parse_action(name, payload))
         except rules.Refused as refusal:
             raise ActionRefused(str(refusal)) from None
 
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
         """Apply a validated action and answer with the case once its timeline entry is stored."""
-        self._apply(name, rules.parse_action(name, payload))
+        self._apply(rules.parse_action(name, payload))
         seq = self._journal.seq
         await workflow.wait_condition(lambda: self._journal.written >= seq)
         return self.case
 
-    def _apply(self, name: str, action: Action) -> None:
-        self.handlers[name](self, action)
-        if rules.moves_clocks(name):
+    def _apply(self, action: ActionPayload) -> None:
+        self.handlers[action.action](self, action)
+        if action.moves_clocks:
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         self._clocks_moved = True
 
-    @handles("assign")
+    @handles(Assign)
     def _assign(self, action: Assign) -> None:
         self.case.assignee = action.assignee
         self._publish(events.assigned(action.assignee))
 
-    @handles("customer_contacted")
+    @handles(CustomerContacted)
     def _contacted(self, action: CustomerContacted) -> None:
         self._publish(events.contacted(action.channel.value, action.note))
         self._verify(Milestone.FIRST_RESPONSE, None)
 
-    @handles("milestone_verified")
+    @handles(MilestoneVerified)
     def _milestone_verified(self, action: MilestoneVerified) -> None:
         self._verify(action.milestone, action.by, note=action.note)
 
-    @handles("resolved")
+    @handles(Resolved)
     def _resolved(self, action: Resolved) -> None:
         case, now = self.case, workflow.now()
         case.phase = Phase.AWAITING_CONFIRMATION
@@ -453,38 +453,38 @@ class CaseWorkflow(CaseActions):
         tell_tam = told and workflow.patched(TAM_TOLD_AT_RESOLUTION)
         self._publish(events.resolved(action.summary, action.by, tell_tam=tell_tam))
 
-    @handles("customer_confirmed")
+    @handles(CustomerConfirmed)
     def _confirmed(self, action: CustomerConfirmed) -> None:
         self.case.confirmed_at = workflow.now()
         self._publish(events.confirmed(action.note))
 
-    @handles("customer_rejected")
+    @handles(CustomerRejected)
     def _rejected(self, action: CustomerRejected) -> None:
         self.case.resolved_at = None
         self.case.resolution = None
         self._publish(events.rejected(action.note))
         self._begin_engagement(workflow.now(), action.note or "")
 
-    @handles("change_priority")
+    @handles(ChangePriority)
     def _change_priority(self, action: ChangePriority) -> None:
         self._reprioritise(action.priority, action.reason)
 
-    @handles("waiting_on_customer")
+    @handles(WaitingOnCustomer)
     def _waiting(self, action: WaitingOnCustomer) -> None:
         self.case.paused = True
         self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
         self._publish(events.paused(action.note))
 
-    @handles("customer_replied")
+    @handles(CustomerReplied)
     def _replied(self, action: CustomerReplied) -> None:
         self._end_pause(workflow.now())
         self._publish(events.resumed(action.note))
 
-    @handles("add_note")
+    @handles(AddNote)
     def _note(self, action: AddNote) -> None:
         self._publish(events.noted(action.text, action.by))
 
-    @handles("cancel")
+    @handles(Cancel)
     def _cancel(self, action: Cancel) -> None:
         self._publish(events.cancelled(action.reason, action.by))
         self._close(CloseReason.CANCELLED, action.reason)

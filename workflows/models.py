@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
@@ -166,73 +166,154 @@ class CaseInput(Strict):
         return value.astimezone(UTC)
 
 
-# Engineer and customer actions: one model per action, so each can grow on its own.
+# Engineer and customer actions: one model per action, so each can grow on its own. A model is the whole
+# definition of its action: its name on the wire, the phases that accept it, whether it can move a due
+# instant, what it means (its docstring) and any rule of its own (`refusal`). Defining one registers it;
+# workflows/actions.py makes every registered action a signal, an update, a CLI command and a README line.
+
+OPEN_PHASES = frozenset({Phase.TRIAGE, Phase.QUEUED, Phase.ENGAGED, Phase.AWAITING_CONFIRMATION})
+ENGAGED = frozenset({Phase.ENGAGED})
+AWAITING = frozenset({Phase.AWAITING_CONFIRMATION})
 
 
-class Assign(Strict):
+class ActionPayload(Strict):
+    action: ClassVar[str]
+    accepted_in: ClassVar[frozenset[Phase]] = OPEN_PHASES
+    while_paused: ClassVar[bool | None] = None
+    """Only while paused (True), only while not paused (False), either (None)."""
+    moves_clocks: ClassVar[bool] = False
+    """Whether it can move a due instant (priority, phase, engagement, pause): a burst of actions that
+    cannot costs no calendar arithmetic."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        ACTIONS[cls.action] = cls
+
+    def refusal(self, case: CaseStatus) -> str | None:
+        """Why `case` cannot take this action now, beyond its phase; None when it can."""
+        return None
+
+
+ACTIONS: dict[str, type[ActionPayload]] = {}
+"""Every action of the wire contract by name, in the order they are defined here."""
+
+
+class Assign(ActionPayload):
+    """(Re)assign the case."""
+
+    action = "assign"
     assignee: Actor
 
+    def refusal(self, case: CaseStatus) -> str | None:
+        return f"already assigned to {self.assignee}" if self.assignee == case.assignee else None
 
-class CustomerContacted(Strict):
+
+class CustomerContacted(ActionPayload):
+    """First response done: verifies `first_response`."""
+
+    action = "customer_contacted"
+    accepted_in = ENGAGED
     channel: ContactChannel
     note: Note | None = None
 
 
-class MilestoneVerified(Strict):
+class MilestoneVerified(ActionPayload):
+    """A milestone checkpoint is verified; milestones are verified in order."""
+
+    action = "milestone_verified"
+    accepted_in = ENGAGED
     milestone: Milestone
     note: Note | None = None
     by: Actor | None = None
 
+    def refusal(self, case: CaseStatus) -> str | None:
+        for ms in case.milestones:
+            done = ms.state in (MilestoneState.MET, MilestoneState.MET_LATE)
+            if ms.name is self.milestone:
+                return f"milestone {self.milestone.value} was already verified" if done else None
+            if not done:
+                return (
+                    f"milestones are verified in order; verify {ms.name.value} before {self.milestone.value}"
+                )
+        return None
 
-class Resolved(Strict):
+
+class Resolved(ActionPayload):
+    """The engineer says it is fixed: the customer is sent the follow-up asking to confirm."""
+
+    action = "resolved"
+    accepted_in = ENGAGED
+    moves_clocks = True
     summary: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
     by: Actor | None = None
 
 
-class CustomerConfirmed(Strict):
+class CustomerConfirmed(ActionPayload):
+    """The customer confirms the fix: the case closes (after the system-sent follow-up)."""
+
+    action = "customer_confirmed"
+    accepted_in = AWAITING
+    moves_clocks = True
     note: Note | None = None
 
 
-class CustomerRejected(Strict):
+class CustomerRejected(ActionPayload):
+    """The customer says it is not fixed: the case reopens, a new engagement."""
+
+    action = "customer_rejected"
+    accepted_in = AWAITING
+    moves_clocks = True
     note: Note | None = None
 
 
-class ChangePriority(Strict):
+class ChangePriority(ActionPayload):
+    """Re-triage with the new priority, counted from the original `opened_at`."""
+
+    action = "change_priority"
+    moves_clocks = True
     priority: Priority
     reason: Note | None = None
 
+    def refusal(self, case: CaseStatus) -> str | None:
+        return f"already {self.priority.value}" if self.priority == case.priority else None
 
-class WaitingOnCustomer(Strict):
+
+class WaitingOnCustomer(ActionPayload):
+    """Pause the resolution clocks while the customer owes us an answer."""
+
+    action = "waiting_on_customer"
+    accepted_in = ENGAGED
+    while_paused = False
+    moves_clocks = True
     note: Note | None = None
 
 
-class CustomerReplied(Strict):
+class CustomerReplied(ActionPayload):
+    """The customer answered: the resolution clocks run again."""
+
+    action = "customer_replied"
+    accepted_in = ENGAGED
+    while_paused = True
+    moves_clocks = True
     note: Note | None = None
 
 
-class AddNote(Strict):
+class AddNote(ActionPayload):
+    """A note on the case's timeline."""
+
+    action = "add_note"
     text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
     by: Actor | None = None
 
 
-class Cancel(Strict):
+class Cancel(ActionPayload):
+    """A duplicate or withdrawn ticket: closes at once, no follow-up, every timer stopped."""
+
+    action = "cancel"
+    moves_clocks = True
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
     by: Actor | None = None
-
-
-Action = (
-    Assign
-    | CustomerContacted
-    | MilestoneVerified
-    | Resolved
-    | CustomerConfirmed
-    | CustomerRejected
-    | ChangePriority
-    | WaitingOnCustomer
-    | CustomerReplied
-    | AddNote
-    | Cancel
-)
 
 
 class TimelineEntry(BaseModel):

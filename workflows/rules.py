@@ -6,23 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workflows.actions import ACTIONS, OPEN_PHASES
-from workflows.models import (
-    Action,
-    Assign,
-    CaseStatus,
-    ChangePriority,
-    Milestone,
-    MilestoneState,
-    MilestoneVerified,
-    Phase,
-)
+from workflows.models import ACTIONS, OPEN_PHASES, ActionPayload, CaseStatus, Phase
 from workflows.safe_text import one_line, shown
-
-
-def moves_clocks(name: str) -> bool:
-    """Whether the action `name` can move a due instant."""
-    return ACTIONS[name].moves_clocks
 
 
 class Refused(ValueError):
@@ -48,17 +33,16 @@ def field_errors(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_action(name: str, payload: Any, unreadable: str | None = None) -> Action:
+def parse_action(name: str, payload: Any, unreadable: str | None = None) -> ActionPayload:
     """The payload as the action's model; Refused with field-level messages when it does not fit, or
     with why it could not be read at all (`unreadable`)."""
-    spec = ACTIONS.get(name)
-    if spec is None:
+    model = ACTIONS.get(name)
+    if model is None:
         raise Refused(f"unknown action '{shown(name)}'; actions are: {', '.join(ACTIONS)}")
     if unreadable:
         raise Refused(f"invalid {name} payload: {unreadable}")
     try:
-        action: Action = spec.model.model_validate({} if payload is None else payload)  # type: ignore[assignment]
-        return action
+        return model.model_validate({} if payload is None else payload)
     except ValidationError as err:
         raise Refused(f"invalid {name} payload: {field_errors(err)}") from None
 
@@ -69,44 +53,32 @@ def _phase_names(phases: frozenset[Phase]) -> str:
     return " or ".join(sorted(p.value for p in phases))
 
 
+def accepts(case: CaseStatus, model: type[ActionPayload]) -> bool:
+    """Whether the case's phase and pause state accept actions of this kind at all."""
+    paused_ok = model.while_paused is None or model.while_paused == case.paused
+    return case.phase in model.accepted_in and paused_ok
+
+
 def allowed_now(case: CaseStatus) -> list[str]:
     """The actions the case accepts in its current phase and pause state."""
-    names = [name for name, spec in ACTIONS.items() if case.phase in spec.phases]
-    skip = "waiting_on_customer" if case.paused else "customer_replied"
-    return [n for n in names if n != skip]
+    return [name for name, model in ACTIONS.items() if accepts(case, model)]
 
 
-def check(case: CaseStatus, name: str, action: Action) -> None:
+def check(case: CaseStatus, action: ActionPayload) -> None:
     """Raise Refused when `case` cannot take `action` now."""
-    ticket = case.ticket.ticket_id
-    allowed = ACTIONS[name].phases
-    if case.phase not in allowed:
+    ticket, name, model = case.ticket.ticket_id, action.action, type(action)
+    if case.phase not in model.accepted_in:
         now = ", ".join(allowed_now(case)) or "nothing, the case is closed"
         raise Refused(
-            f"case {ticket} is {case.phase.value}; {name} is accepted only while {_phase_names(allowed)}"
-            f" (allowed now: {now})"
+            f"case {ticket} is {case.phase.value}; {name} is accepted only while"
+            f" {_phase_names(model.accepted_in)} (allowed now: {now})"
         )
-    if name == "waiting_on_customer" and case.paused:
-        raise Refused(f"case {ticket} is already waiting on the customer")
-    if name == "customer_replied" and not case.paused:
-        raise Refused(f"case {ticket} is not waiting on the customer; customer_replied resumes a paused case")
-    if isinstance(action, Assign) and action.assignee == case.assignee:
-        raise Refused(f"case {ticket} is already assigned to {action.assignee}")
-    if isinstance(action, ChangePriority) and action.priority == case.priority:
-        raise Refused(f"case {ticket} is already {action.priority.value}")
-    if isinstance(action, MilestoneVerified):
-        _check_milestone(case, action.milestone)
-
-
-def _check_milestone(case: CaseStatus, milestone: Milestone) -> None:
-    ticket = case.ticket.ticket_id
-    for ms in case.milestones:
-        if ms.name is milestone:
-            if ms.state in (MilestoneState.MET, MilestoneState.MET_LATE):
-                raise Refused(f"case {ticket}: milestone {milestone.value} was already verified")
-            return
-        if ms.state not in (MilestoneState.MET, MilestoneState.MET_LATE):
-            raise Refused(
-                f"case {ticket}: milestones are verified in order; "
-                f"verify {ms.name.value} before {milestone.value}"
-            )
+    if not accepts(case, model):
+        state, wanted = ("", "not ") if case.paused else ("not ", "")
+        raise Refused(
+            f"case {ticket} is {state}waiting on the customer;"
+            f" {name} is accepted only while it is {wanted}waiting"
+        )
+    reason = action.refusal(case)
+    if reason is not None:
+        raise Refused(f"case {ticket}: {reason}")
