@@ -254,3 +254,26 @@ async def test_cancel_closes_from_any_phase_without_follow_up(
         for r in await pool.fetch("SELECT kind FROM notifications WHERE workflow_id = $1", handle.id)
     }
     assert "follow_up" not in kinds and "case_closed" not in kinds
+
+
+async def test_customer_updated_is_kept_in_the_timeline_and_stored(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, policy: Any
+) -> None:
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id, "P1")
+        status = await update_action(
+            dev_env.client, ticket_id, "customer_updated", {"note": "fix rolling out", "by": "alice"}
+        )
+        entry = status.timeline[-1]
+        assert (entry.type, entry.actor, entry.data) == (
+            "customer_updated",
+            "alice",
+            {"note": "fix rolling out"},
+        )
+        stored = await pool.fetchrow(
+            "SELECT type, actor FROM case_events WHERE workflow_id = $1 AND seq = $2", handle.id, entry.seq
+        )
+        assert stored is not None and tuple(stored) == ("customer_updated", "alice")
+        await update_action(dev_env.client, ticket_id, "resolved", {"summary": "rolled back"})
+        await refused(dev_env, handle, ticket_id, "customer_updated", {}, "accepted only while engaged")
+        await cases.terminate_running()

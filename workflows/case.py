@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerContacted,
         CustomerRejected,
         CustomerReplied,
+        CustomerUpdated,
         Escalation,
         Milestone,
         MilestoneState,
@@ -435,6 +436,10 @@ class CaseWorkflow(CaseActions):
     def _contacted(self, action: CustomerContacted) -> None:
         self._publish(events.contacted(action.channel.value, action.note))
         self._verify(Milestone.FIRST_RESPONSE, None)
+
+    @handles(CustomerUpdated)
+    def _customer_updated(self, action: CustomerUpdated) -> None:
+        self._publish(events.customer_updated(action.note, action.by))
 
     @handles(MilestoneVerified)
     def _milestone_verified(self, action: MilestoneVerified) -> None:

@@ -197,6 +197,10 @@ def contacted(channel: str, note: str | None) -> Plan:
     return only(EventType.CUSTOMER_CONTACTED, f"customer contacted by {channel}", note=note)
 
 
+def customer_updated(note: str | None, by: str | None) -> Plan:
+    return only(EventType.CUSTOMER_UPDATED, "customer given a progress update", actor=by, note=note)
+
+
 def paused(note: str | None) -> Plan:
     return only(EventType.PAUSED, "waiting on the customer; resolution clocks paused", note=note)
 

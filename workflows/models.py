@@ -71,6 +71,7 @@ class EventType(StrEnum):
     QUEUED = "queued"
     ENGAGED = "engaged"
     CUSTOMER_CONTACTED = "customer_contacted"
+    CUSTOMER_UPDATED = "customer_updated"
     MILESTONE_WARNING = "milestone_warning"
     SLA_BREACHED = "sla_breached"
     MILESTONE_VERIFIED = "milestone_verified"
@@ -216,6 +217,15 @@ class CustomerContacted(ActionPayload):
     accepted_in = ENGAGED
     channel: ContactChannel
     note: Note | None = None
+
+
+class CustomerUpdated(ActionPayload):
+    """The customer was given a progress update (a call, an e-mail, a post on the bridge)."""
+
+    action = "customer_updated"
+    accepted_in = ENGAGED
+    note: Note | None = None
+    by: Actor | None = None
 
 
 class MilestoneVerified(ActionPayload):
