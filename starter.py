@@ -26,11 +26,11 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from activities import attention
 from activities.database import connect as connect_database
-from activities.reporting import parse_since, report_command
-from stack import logs, render, views
-from stack.attention import attention_report
+from console import outbox, render, views
+from console.attention import attention_report
+from console.report import parse_since, report_command
+from stack import logs
 from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
 from stack.embedded import start_postgres
@@ -254,14 +254,14 @@ async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
     async with _database(settings) as pool:
         if args.command == "settle-notification":
             try:
-                row = await attention.settle(pool, args.dedupe_key, args.verdict, by=args.by, note=args.note)
-            except attention.NotSettled as refusal:
+                row = await outbox.settle(pool, args.dedupe_key, args.verdict, by=args.by, note=args.note)
+            except outbox.NotSettled as refusal:
                 print(f"refused: {refusal}", file=sys.stderr)
                 return 2
             print(f"{row.dedupe_key} is now {row.state}")
             return 0
         workflow_id = case_workflow_id(args.ticket) if args.ticket else None
-        rows = await attention.needing_attention(
+        rows = await outbox.needing_attention(
             pool, tuple(args.state or ("unknown", "failed")), workflow_id=workflow_id, limit=args.limit
         )
     if args.json:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 import starter
-from activities.attention import NotSettled, needing_attention, settle
+from console.outbox import NotSettled, needing_attention, settle
 
 STATES = ("pending", "sending", "sent", "failed", "unknown")
 
@@ -103,7 +103,7 @@ def test_the_starter_lists_and_settles(
 
 
 async def test_a_row_still_pending_after_several_attempts_is_listed(pool: asyncpg.Pool) -> None:
-    from activities.attention import abandoned_sends
+    from console.outbox import abandoned_sends
 
     workflow_id = await outbox(pool)
     key = f"{workflow_id}:1:pending"

@@ -23,9 +23,9 @@ from playwright.async_api import Browser, FloatRect, Page, ViewportSize, async_p
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from temporalio.client import Client
 
+from console.views import build_query, list_cases
 from stack.cases import signal_action
 from stack.embedded import start_dev_server
-from stack.views import build_query, list_cases
 from tests.cases import Cases, case_worker, status_when, ticket
 from tests.test_visibility import WAIT, customer, seconds_policy
 from workflows.models import Phase

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from stack.render import explain
+from console.render import explain
 from tests.cases import default_policy, ticket
 from workflows import clocks, rules
 from workflows.calendar import CalendarSpec

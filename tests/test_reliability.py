@@ -14,8 +14,8 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from activities.senders import Senders
-from stack import render
-from stack.attention import attention_report
+from console import render
+from console.attention import attention_report
 from tests.cases import (
     case_worker,
     failed_tasks,

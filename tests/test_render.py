@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console, RenderableType
 
-from stack import render, views
-from stack.read_models import CaseRow
-from stack.views import add_commands, build_query, quoted, rows_json, timeline_json
+from console import render, views
+from console.read_models import CaseRow
+from console.views import add_commands, build_query, quoted, rows_json, timeline_json
 from tests.cases import ticket
 from workflows.models import (
     CaseStatus,
@@ -356,8 +356,8 @@ def test_web_ui_links_name_the_clients_namespace_and_escape_ids() -> None:
 def test_instants_and_durations_read_the_same_everywhere() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from activities.reporting import human
     from activities.standup import age
+    from console.report import human
     from workflows import formats, messages
 
     t = datetime(2026, 12, 2, 15, 28, 9, tzinfo=timezone(timedelta(hours=1)))

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from activities.database import migrations
-from activities.reporting import (
+from console.report import (
     CaseFacts,
     DurationStats,
     EscalationLevelFigures,

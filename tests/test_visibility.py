@@ -22,8 +22,8 @@ from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from console.views import add_commands, build_query, list_cases, run_command
 from stack.cases import signal_action
-from stack.views import add_commands, build_query, list_cases, run_command
 from tests.cases import Cases, case_worker, status_when, ticket
 from workflows.calendar import DAY_KEYS, CalendarSpec
 from workflows.case import CaseWorkflow

@@ -16,9 +16,9 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities import attention
-from stack.read_models import AttentionReport, PendingActivity, StuckCase
-from stack.views import row_of
+from console import outbox
+from console.read_models import AttentionReport, PendingActivity, StuckCase
+from console.views import row_of
 from workflows.case import CaseWorkflow
 from workflows.models import WORKFLOW_TYPE
 from workflows.safe_text import one_line
@@ -72,7 +72,7 @@ async def attention_report(
 ) -> AttentionReport:
     return AttentionReport(
         cases=await stuck_cases(client, all_running=all_running),
-        notifications=await attention.needing_attention(pool),
-        abandoned_sends=await attention.abandoned_sends(pool),
-        damaged_entries=await attention.damaged_entries(pool),
+        notifications=await outbox.needing_attention(pool),
+        abandoned_sends=await outbox.abandoned_sends(pool),
+        damaged_entries=await outbox.damaged_entries(pool),
     )

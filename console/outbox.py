@@ -8,33 +8,15 @@ PostgreSQL refused as it was is stored in a safe form with the reason (`damaged_
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 import asyncpg
-from pydantic import BaseModel
 
 from activities.notifications import CLAIM_TTL, append_to_log, attempt_entry
+from console.read_models import DamagedEntry, OutboxRow
 
 AttentionState = Literal["unknown", "failed", "sending", "pending"]
 Verdict = Literal["sent", "failed"]
-
-
-class OutboxRow(BaseModel):
-    """One outbox row, as an operator reads it."""
-
-    dedupe_key: str
-    workflow_id: str
-    kind: str
-    channel: str
-    role: str
-    recipient: str
-    subject: str
-    state: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    settled_at: datetime | None
 
 
 class NotSettled(ValueError):
@@ -83,17 +65,6 @@ async def abandoned_sends(pool: asyncpg.Pool, *, limit: int = 100) -> list[Outbo
         limit,
     )
     return [OutboxRow.model_validate(dict(r)) for r in rows]
-
-
-class DamagedEntry(BaseModel):
-    """A timeline entry PostgreSQL refused as it was, kept escaped, with the reason."""
-
-    workflow_id: str
-    life: str
-    seq: int
-    type: str
-    storage_error: str
-    recorded_at: datetime
 
 
 async def damaged_entries(pool: asyncpg.Pool, *, limit: int = 100) -> list[DamagedEntry]:

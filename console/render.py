@@ -12,8 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from activities.attention import OutboxRow
-from stack.read_models import AttentionReport, CaseRow
+from console.read_models import AttentionReport, CaseRow, OutboxRow
 from workflows import formats
 from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
 

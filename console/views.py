@@ -16,9 +16,9 @@ from rich.console import Console
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError, RPCStatusCode
 
-from stack import render
+from console import render
+from console.read_models import CaseRow
 from stack.cases import case_status
-from stack.read_models import CaseRow
 from workflows import search
 from workflows.models import WORKFLOW_TYPE, CaseStatus, Phase, Priority, TimelineEntry
 

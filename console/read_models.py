@@ -6,8 +6,35 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from activities.attention import DamagedEntry, OutboxRow
 from workflows.models import Trouble
+
+
+class OutboxRow(BaseModel):
+    """One outbox row, as an operator reads it."""
+
+    dedupe_key: str
+    workflow_id: str
+    kind: str
+    channel: str
+    role: str
+    recipient: str
+    subject: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class DamagedEntry(BaseModel):
+    """A timeline entry PostgreSQL refused as it was, kept escaped, with the reason."""
+
+    workflow_id: str
+    life: str
+    seq: int
+    type: str
+    storage_error: str
+    recorded_at: datetime
 
 
 class CaseRow(BaseModel):
