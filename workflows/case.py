@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field, ValidationError
 
-    from activities.case_store import CaseStore, TechLeadTicket
+    from activities.case_store import TechLeadTicket
     from activities.policy_source import PolicySource
     from workflows import clocks, events, messages, rules
     from workflows.actions import CaseActions, handles
@@ -320,13 +320,7 @@ class CaseWorkflow(CaseActions):
         case = self.case
         level = self._level(due)
         ticket = self._ticket(due, f"{case.workflow_id}:{case.engagement}:{level.name}", workflow.now())
-        await workflow.execute_activity_method(
-            CaseStore.open_tech_lead_ticket,
-            ticket,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=PATIENT,
-            summary=f"Open {level.name} ticket",
-        )
+        await self._journal.store_ticket_inline(ticket)
         self._mark_escalated(due, ticket)
 
     def _level(self, due: Due) -> EscalationLevel:

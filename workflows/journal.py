@@ -379,6 +379,16 @@ class CaseJournal:
                 else:
                     await delivery
 
+    async def store_ticket_inline(self, ticket: TechLeadTicket) -> None:
+        """Inline path: the Tech Lead row stored before the case marks itself escalated."""
+        await workflow.execute_activity_method(
+            CaseStore.open_tech_lead_ticket,
+            ticket,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=PATIENT,
+            summary=f"Open {ticket.level} ticket",
+        )
+
     async def delivered(self) -> None:
         """Inline path: every delivery started so far has ended, sent or failed for good."""
         while self._deliveries:
