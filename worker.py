@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 import zoneinfo
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -20,6 +21,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case_store import CaseStore
+from activities.case_writer import CaseWriter
 from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
@@ -36,8 +38,18 @@ from workflows.standup import StandupDigestWorkflow
 
 log = structlog.get_logger("worker")
 
-# Deterministic libraries the workflow's models use, loaded once rather than per workflow run.
-PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types")
+# Loaded once and shared by every workflow run instead of re-imported into each run's sandbox: the
+# deterministic libraries the models use, and the project's own workflow and activity modules (the
+# sandbox re-executing them per case cost more CPU than anything else a case did; docs/performance.md).
+PASSTHROUGH = (
+    "pydantic",
+    "pydantic_core",
+    "email_validator",
+    "idna",
+    "annotated_types",
+    "workflows",
+    "activities",
+)
 
 
 def pin_zone_rules() -> None:
@@ -53,6 +65,25 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How much one worker takes on at once (settings `ABH_MAX_*`)."""
+
+    max_cached_workflows: int = 1000
+    max_concurrent_workflow_tasks: int = 100
+    max_concurrent_activities: int = 100
+    max_concurrent_local_activities: int = 100
+
+    @classmethod
+    def of(cls, settings: Settings) -> Tuning:
+        return cls(
+            max_cached_workflows=settings.max_cached_workflows,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_local_activities=settings.max_concurrent_local_activities,
+        )
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
@@ -60,10 +91,12 @@ def build_worker(
     task_queue: str,
     policy: PolicySource,
     sender: Sender = log_sink,
+    tuning: Tuning = Tuning(),
 ) -> Worker:
     """The worker for one task queue; tests build theirs here too, with their own queue."""
     store = CaseStore(pool)
     notifier = Notifier(pool, sender)
+    writer = CaseWriter(store, notifier)
     standup = StandupActivities(pool)
     return Worker(
         client,
@@ -71,6 +104,7 @@ def build_worker(
         workflows=[CaseWorkflow, StandupDigestWorkflow, OutboxRelayWorkflow],
         activities=[
             policy.current_policy,
+            writer.record_and_send,
             store.record_changes,
             notifier.deliver,
             notifier.relay_outbox,
@@ -82,6 +116,10 @@ def build_worker(
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=workflow_runner(),
+        max_cached_workflows=tuning.max_cached_workflows,
+        max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        max_concurrent_local_activities=tuning.max_concurrent_local_activities,
     )
 
 
@@ -92,7 +130,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
         loop.add_signal_handler(sig, stop.set)
 
     async with running_stack(settings) as stack:
-        pool = await connect(stack.database_url)
+        pool = await connect(stack.database_url, max_size=settings.database_pool_size)
         senders = SenderSettings.of(settings).build()
         try:
             await migrate(pool)
@@ -107,7 +145,12 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 )
             await ensure_outbox_relay_schedule(stack.client, settings.task_queue)
             worker = build_worker(
-                stack.client, pool, task_queue=settings.task_queue, policy=source, sender=senders
+                stack.client,
+                pool,
+                task_queue=settings.task_queue,
+                policy=source,
+                sender=senders,
+                tuning=Tuning.of(settings),
             )
             async with worker:
                 log.info(

@@ -60,6 +60,9 @@ class CaseChanges(BaseModel):
     events: list[TimelineEntry] = Field(default_factory=list)
     tickets: list[TechLeadTicket] = Field(default_factory=list)
     notifications: list[Notification] = Field(default_factory=list)
+    send_now: bool = False
+    """Deliver the batch's notifications right after storing it (`CaseWriter`), when the case's
+    deliveries are healthy."""
 
 
 def _snapshot(status: CaseStatus) -> str:

@@ -300,6 +300,25 @@ class Notifier:
         bound = log.bind(workflow_id=info.workflow_id, attempt=info.attempt)
         return await self._deliver_all(keys, bound)
 
+    async def deliver_promptly(self, keys: list[str], budget: float) -> list[str]:
+        """Deliver `keys` in order while `budget` seconds last, never cutting a send short; returns the
+        keys not delivered (a transient failure, or no time left) for the `deliver` activity. Used where
+        the rows were just stored, inside one short local activity, so it neither heartbeats nor raises."""
+        info = activity.info()
+        bound = log.bind(workflow_id=info.workflow_id, attempt=info.attempt, prompt=True)
+        claim = self._claim()
+        deadline = asyncio.get_running_loop().time() + budget
+        left: list[str] = []
+        for key in keys:
+            if left or asyncio.get_running_loop().time() > deadline:
+                left.append(key)
+                continue
+            try:
+                await self._deliver(key, claim, bound)
+            except Exception:
+                left.append(key)
+        return left
+
     @activity.defn
     async def relay_outbox(self, request: RelayRequest) -> RelayReport:
         """Deliver what cases left behind: rows pending with nobody trying them (a case that closed or

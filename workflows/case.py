@@ -9,6 +9,7 @@ notifications, Tech Lead tickets), which a writer beside the lifecycle stores an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
         ACTIVITY_TIMEOUT,
+        ONE_WRITE_PER_CHANGE,
         PATIENT,
         WRITE_BESIDE_LIFECYCLE,
         CaseJournal,
@@ -116,6 +118,8 @@ class CaseWorkflow(CaseActions):
         else:
             self._case = self._new_case(args[0] if args else None)
         self._next: Due | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
         self._clocks_moved = False
         self._register_updates()
 
@@ -144,8 +148,9 @@ class CaseWorkflow(CaseActions):
     async def run(self, *args: Any) -> CaseOutcome:
         if self._invalid:
             raise InvalidCaseInput(self._invalid)
-        if workflow.patched(WRITE_BESIDE_LIFECYCLE):
-            self._begin_life()
+        lean = workflow.patched(ONE_WRITE_PER_CHANGE)
+        if lean or workflow.patched(WRITE_BESIDE_LIFECYCLE):
+            self._begin_life(lean)
         if self._policy is None:
             await self._ingest()
         await self._triage()
@@ -155,7 +160,7 @@ class CaseWorkflow(CaseActions):
         await self._drain()
         return self._outcome()
 
-    def _begin_life(self) -> None:
+    def _begin_life(self, lean: bool) -> None:
         """Write the journal beside the lifecycle; key this life's rows on the run id it began with. A
         continued run keeps the life it carries; a reset run begins a new one (Temporal keeps the chain's
         first run id through a reset, so a reset is told by a run id other than its history's own), so a
@@ -165,11 +170,12 @@ class CaseWorkflow(CaseActions):
         reset = info.run_id != info.original_execution_run_id
         if self._policy is None or (case.life and reset):
             case.life = info.run_id
-        self._journal.start(lambda: self.case)
+        self._journal.start(lambda: self.case, lean=lean)
 
     async def _ingest(self) -> None:
         """Snapshot the policy, assign the case and record it."""
-        self._policy = await workflow.execute_activity_method(
+        snapshot = workflow.execute_local_activity_method if self._lean else workflow.execute_activity_method
+        self._policy = await snapshot(
             PolicySource.current_policy,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=PATIENT,
@@ -193,7 +199,8 @@ class CaseWorkflow(CaseActions):
         )
         self._publish(events.opened(case))
         self._publish(events.assigned(case.assignee))
-        await self._sync()
+        if not self._lean:
+            await self._sync()
 
     async def _triage(self) -> None:
         """P1 engages at once; P2-P4 at once in business hours, else queued until the next opening."""
@@ -238,7 +245,7 @@ class CaseWorkflow(CaseActions):
                 await self._continue_as_new()
             now = workflow.now()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, now)
-            late_warnings = not workflow.patched(NO_LATE_WARNINGS)
+            late_warnings = not self._since(NO_LATE_WARNINGS)
             due = self._next = clocks.next_due(self.case, self.policy, self.clocks, now, late_warnings)
             if due is not None and due.at <= now:
                 await self._fire(due)
@@ -251,15 +258,33 @@ class CaseWorkflow(CaseActions):
         if done() or self._clocks_moved:
             self._clocks_moved = False
             return
-        timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
         journal = self._journal
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: done() or self._clocks_moved or (journal.pending and not journal.beside),
-                timeout=timeout,
-                timeout_summary=due.summary() if due else None,
-            )
+
+        def woken() -> bool:
+            return done() or self._clocks_moved or (journal.pending and not journal.beside)
+
+        if self._lean:
+            timer = self._arm(due)
+            await workflow.wait_condition(lambda: woken() or (timer is not None and timer.done()))
+        else:
+            timeout = None if due is None else max(due.at - workflow.now(), timedelta(milliseconds=1))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    woken, timeout=timeout, timeout_summary=due.summary() if due else None
+                )
         self._clocks_moved = False
+
+    def _arm(self, due: Due | None) -> asyncio.Task[None] | None:
+        """One durable timer for the next due instant, kept while that instant stays the same: an
+        action that moves no deadline costs no timer."""
+        if self._timer is not None and (due is None or due.at != self._timer_at):
+            self._timer.cancel()
+            self._timer = None
+        if due is not None and self._timer is None:
+            wait = max(due.at - workflow.now(), timedelta(milliseconds=1))
+            self._timer_at = due.at
+            self._timer = asyncio.create_task(workflow.sleep(wait, summary=due.summary()))
+        return self._timer
 
     async def _fire(self, due: Due) -> None:
         match due.kind:
@@ -371,7 +396,7 @@ class CaseWorkflow(CaseActions):
         case.close_reason = reason
         case.closed_at = workflow.now()
         self._end_pause(case.closed_at)
-        told_at_resolution = workflow.patched(TAM_TOLD_AT_RESOLUTION)
+        told_at_resolution = self._since(TAM_TOLD_AT_RESOLUTION)
         tell_tam = not told_at_resolution and events.tells_tam(self.policy, case.priority, "resolution")
         self._publish(events.closed(reason, detail, tell_tam=tell_tam))
 
@@ -449,7 +474,7 @@ class CaseWorkflow(CaseActions):
         case.reminder_sent_at = case.reminder_due_at = case.confirmation_due_at = None
         self._end_pause(now)
         told = events.tells_tam(self.policy, case.priority, "resolution")
-        tell_tam = told and workflow.patched(TAM_TOLD_AT_RESOLUTION)
+        tell_tam = told and self._since(TAM_TOLD_AT_RESOLUTION)
         self._publish(events.resolved(action.summary, action.by, tell_tam=tell_tam))
 
     @handles(CustomerConfirmed)
@@ -511,7 +536,7 @@ class CaseWorkflow(CaseActions):
         elif case.engagement == 1:
             case.engaged_at = start
         raised = events.raised_to_call(self.policy, old, priority)
-        contact = raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE)
+        contact = raised and case.engagement >= 1 and self._since(CONTACT_ON_RAISE)
         reassigned_to = None
         if contact and case.assignee == self.policy.roster.team_queue:
             case.assignee = reassigned_to = self.policy.roster.on_call
@@ -583,6 +608,16 @@ class CaseWorkflow(CaseActions):
         )
 
     # Small helpers.
+
+    @property
+    def _lean(self) -> bool:
+        """One local write per change (ONE_WRITE_PER_CHANGE): the run began after every earlier patch."""
+        return self._journal.lean
+
+    def _since(self, patch: str) -> bool:
+        """Whether the case takes the behaviour of `patch`: always in a lean run, which began after it
+        (so its history carries no marker for it), else as its history says."""
+        return self._lean or workflow.patched(patch)
 
     @property
     def case(self) -> CaseStatus:

@@ -18,13 +18,14 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
 
     from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
+    from activities.case_writer import CaseWriter
     from activities.notifications import Notification, Notifier
     from workflows import messages, search
     from workflows.clocks import Due
@@ -51,6 +52,9 @@ PART_BYTES = 512 * 1024
 PART_ENTRIES = 500
 # Writes and deliveries run beside the lifecycle, in rounds, with what keeps failing shown to operators.
 WRITE_BESIDE_LIFECYCLE = "journal-written-beside-the-lifecycle"
+# One local activity per change stores it and sends what it raised (one history event instead of two
+# activities and two workflow tasks); `deliver` only takes what could not be sent at once.
+ONE_WRITE_PER_CHANGE = "one-local-write-per-change"
 
 # One round is a few quick attempts; between rounds a durable timer, so an outage of hours costs a few
 # dozen history events and shows on the case, instead of an attempt counter climbing out of sight.
@@ -101,9 +105,16 @@ def failure_text(err: BaseException) -> str:
     return one_line(f"{kind}: {err}", ERROR_LIMIT)
 
 
-def is_permanent(err: ActivityError) -> bool:
-    cause = err.cause
+def is_permanent(err: FailureError) -> bool:
+    """A failure no retry fixes. A local activity's failure arrives as its cause itself, an activity's
+    wrapped in an ActivityError."""
+    cause = err.cause if isinstance(err, ActivityError) else err
     return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def is_activity_failure(err: BaseException) -> bool:
+    """An activity or local activity that failed (or timed out): not the workflow being cancelled."""
+    return isinstance(err, FailureError) and not isinstance(err, CancelledError)
 
 
 class Unwritten(BaseModel):
@@ -133,6 +144,7 @@ class CaseJournal:
         self._case: Callable[[], CaseStatus] | None = None
         self._rounds = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.lean = False
 
     @property
     def pending(self) -> bool:
@@ -199,9 +211,11 @@ class CaseJournal:
 
     # Beside the lifecycle.
 
-    def start(self, case: Callable[[], CaseStatus]) -> None:
-        """Write beside the lifecycle from now on, starting with what an earlier run handed on."""
+    def start(self, case: Callable[[], CaseStatus], *, lean: bool = False) -> None:
+        """Write beside the lifecycle from now on, starting with what an earlier run handed on; `lean`:
+        one local activity per change (ONE_WRITE_PER_CHANGE)."""
         self._case = case
+        self.lean = lean
         self._tasks.add(asyncio.create_task(self._keep_writing()))
         if self._undelivered:
             keys, self._undelivered = self._undelivered, []
@@ -238,11 +252,27 @@ class CaseJournal:
             self._entries, self._outbox, self._tickets = [], [], []
             status = case.model_copy(update={"timeline": []})
             for part in self._parts(batch, status):
-                keys = await self._patiently("recording the case in PostgreSQL", _recording(part))
+                record = self._recording_and_sending(part) if self.lean else _recording(part)
+                keys = await self._patiently("recording the case in PostgreSQL", record)
                 self.written = part.seq
                 if keys:
                     self._start_delivery(keys, _addressed(part.notifications, keys))
             self._storing = Unwritten()
+
+    def _recording_and_sending(self, part: CaseChanges) -> Callable[[], Awaitable[list[str]]]:
+        """Store the part and, while the case's deliveries are healthy, send its notifications at once."""
+
+        def attempt() -> Awaitable[list[str]]:
+            part.send_now = not self._troubles and not self._undelivered
+            return workflow.execute_local_activity_method(
+                CaseWriter.record_and_send,
+                part,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ROUND,
+                summary=f"Record {', '.join(dict.fromkeys(e.type for e in part.events))}",
+            )
+
+        return attempt
 
     def _parts(self, batch: Unwritten, status: CaseStatus) -> list[CaseChanges]:
         """The batch in activity inputs under Temporal's payload limit; tickets and notifications go with
@@ -294,7 +324,9 @@ class CaseJournal:
         while True:
             try:
                 result = await attempt()
-            except ActivityError as err:
+            except FailureError as err:
+                if not is_activity_failure(err):
+                    raise
                 if not is_permanent(err):
                     rounds += 1
                     self._troubled(trouble_id, what, rounds, failure_text(err))
