@@ -98,6 +98,23 @@ class Settings(BaseSettings):
     page_idempotent: Flag = Field(None, alias="ABH_PAGE_IDEMPOTENT")
     call_idempotent: Flag = Field(None, alias="ABH_CALL_IDEMPOTENT")
 
+    # Worker tuning: defaults fit a 2-core machine with cases that mostly sleep (docs/performance.md).
+    max_cached_workflows: Annotated[int, Field(ge=0), BeforeValidator(_or(1000))] = Field(
+        1000, alias="ABH_MAX_CACHED_WORKFLOWS"
+    )
+    max_concurrent_workflow_tasks: Annotated[int, Field(ge=2), BeforeValidator(_or(100))] = Field(
+        100, alias="ABH_MAX_CONCURRENT_WORKFLOW_TASKS"
+    )
+    max_concurrent_activities: Annotated[int, Field(ge=1), BeforeValidator(_or(100))] = Field(
+        100, alias="ABH_MAX_CONCURRENT_ACTIVITIES"
+    )
+    max_concurrent_local_activities: Annotated[int, Field(ge=1), BeforeValidator(_or(100))] = Field(
+        100, alias="ABH_MAX_CONCURRENT_LOCAL_ACTIVITIES"
+    )
+    database_pool_size: Annotated[int, Field(ge=2), BeforeValidator(_or(20))] = Field(
+        20, alias="ABH_DATABASE_POOL_SIZE"
+    )
+
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 
     @classmethod
