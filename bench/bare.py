@@ -1,0 +1,29 @@
+"""The yardstick of `bench.lifecycle`: a bare Temporal workflow of five activities and one signal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+
+@activity.defn
+async def bare_step(n: int) -> int:
+    return n
+
+
+@workflow.defn
+class BareWorkflow:
+    def __init__(self) -> None:
+        self._released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self._released = True
+
+    @workflow.run
+    async def run(self) -> int:
+        for n in range(5):
+            await workflow.execute_activity(bare_step, n, start_to_close_timeout=timedelta(seconds=30))
+        await workflow.wait_condition(lambda: self._released)
+        return 5

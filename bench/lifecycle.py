@@ -1,0 +1,101 @@
+"""A full P1 lifecycle beside a bare Temporal workflow: `python -m bench.lifecycle [--cases 50] [--rounds 4]`.
+
+Both run on the same dev server and the same worker, in interleaved rounds: `--cases` bare workflows at
+once (5 activities and 1 signal), then `--cases` P1 lifecycles at once (open, contact, two milestones,
+resolve, the system's follow-up, confirm, each action an update), and again. Prints each kind's rate and
+the lifecycle's rate as a multiple of the bare workflow's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.policy_source import PolicySource
+from bench.bare import BareWorkflow, bare_step
+from bench.stack import bench_stack, header
+from stack.cases import open_case, update_action
+from stack.samples import round_the_clock_policy, ticket
+from worker import build_worker
+from workflows.rules import Refused
+
+STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("customer_contacted", {"channel": "call"}),
+    ("milestone_verified", {"milestone": "data_verified"}),
+    ("milestone_verified", {"milestone": "troubleshooting"}),
+    ("resolved", {"summary": "rolled back"}),
+    ("customer_confirmed", {}),
+)
+
+
+async def bare(client: Client, task_queue: str) -> None:
+    handle = await client.start_workflow(
+        BareWorkflow.run, id=f"bare-{uuid.uuid4().hex[:10]}", task_queue=task_queue
+    )
+    await handle.signal(BareWorkflow.release)
+    await handle.result()
+
+
+async def act(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> None:
+    """An update, sent again while the case is still being opened (a refusal that says so)."""
+    while True:
+        try:
+            await update_action(client, ticket_id, action, payload)
+            return
+        except Refused as refusal:
+            if "still being opened" not in str(refusal):
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def lifecycle(client: Client, task_queue: str) -> None:
+    t = ticket(f"L-{uuid.uuid4().hex[:10]}", "P1")
+    handle = await open_case(client, t, task_queue=task_queue)
+    for action, payload in STEPS:
+        await act(client, t.ticket_id, action, payload)
+    await handle.result()
+
+
+async def timed(n: int, one: Any) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return time.perf_counter() - started
+
+
+async def main(cases: int, rounds: int) -> None:
+    async with bench_stack() as stack:
+        client, queue = stack.env.client, "bench-lifecycle"
+        source = PolicySource(policy=round_the_clock_policy())
+        worker = build_worker(client, stack.pool, task_queue=queue, policy=source)
+        spent = {"bare": 0.0, "lifecycle": 0.0}
+        yardstick = Worker(
+            client, task_queue=f"{queue}-bare", workflows=[BareWorkflow], activities=[bare_step]
+        )
+        async with worker, yardstick:
+            for _ in range(rounds):
+                spent["bare"] += await timed(cases, lambda: bare(client, f"{queue}-bare"))
+                spent["lifecycle"] += await timed(cases, lambda: lifecycle(client, queue))
+    header()
+    total = cases * rounds
+    rate = {kind: total / seconds for kind, seconds in spent.items()}
+    print(f"{rounds} interleaved rounds of {cases} at once, {total} of each kind")
+    print(f"bare workflow (5 activities, 1 signal): {rate['bare']:.1f} workflows/s")
+    print(
+        "full P1 lifecycle (open, contact, 2 milestones, resolve, follow-up, confirm): "
+        f"{rate['lifecycle']:.1f} cases/s"
+    )
+    print(f"lifecycle rate / bare rate: {rate['lifecycle'] / rate['bare']:.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    asyncio.run(main(args.cases, args.rounds))

@@ -1,0 +1,62 @@
+"""What every benchmark starts with: a Temporal dev server and an embedded PostgreSQL in a temporary
+folder, the case search attributes registered, and a line saying which command printed the figures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from activities.database import connect, migrate
+from stack import logs
+from stack.embedded import start_dev_server, start_postgres
+from worker import pin_zone_rules
+
+
+@dataclass
+class BenchStack:
+    env: WorkflowEnvironment
+    pool: asyncpg.Pool
+    database_url: str
+    temporal_address: str
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def bench_stack(pool_size: int = 20) -> AsyncIterator[BenchStack]:
+    pin_zone_rules()
+    logs.configure(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = start_postgres(Path(tmp) / "pg")
+        pool = await connect(url, max_size=pool_size)
+        await migrate(pool)
+        port = free_port()
+        env = await start_dev_server(None, port=port, ui=False)
+        try:
+            yield BenchStack(env, pool, url, f"127.0.0.1:{port}")
+        finally:
+            await env.shutdown()
+            await pool.close()
+
+
+def header() -> None:
+    """The command and the machine, printed above the figures."""
+    module = Path(sys.argv[0]).stem
+    print(f"command: python -m bench.{module} {' '.join(sys.argv[1:])}".rstrip())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
