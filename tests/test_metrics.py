@@ -3,6 +3,8 @@ gauges as PostgreSQL and visibility hold them, and the SDK's own runtime metrics
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import asyncpg
@@ -99,3 +101,15 @@ async def test_metrics_show_a_lifecycle_and_the_sdk_runtime(
         assert healthz is not None and healthz.status_code == 200
         assert readyz is not None and readyz.status_code == 200
         assert readyz.json() == {"status": "ok", "temporal": "ok", "postgresql": "ok"}
+
+        # Every metric the Grafana dashboard queries is one the worker exports.
+        queried = dashboard_metrics()
+        assert {"abh_outbox_rows", "temporal_activity_execution_latency_bucket"} <= queried
+        for name in queried:
+            assert any(n == name for n, _ in samples), f"the dashboard queries {name}, not exported"
+
+
+def dashboard_metrics() -> set[str]:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "abh-cases.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return {name for e in exprs for name in re.findall(r"\b(?:abh|temporal)_[a-z_]+", e)}
