@@ -21,7 +21,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
 from stack.encryption import PayloadKey, parse_keys
@@ -86,8 +86,9 @@ def _origins(value: Any) -> Any:
     return value
 
 
-PayloadKeys = Annotated[tuple[PayloadKey, ...], BeforeValidator(_keys)]
-Origins = Annotated[tuple[str, ...] | None, BeforeValidator(_origins)]
+# NoDecode: read as the text they are, not as JSON.
+PayloadKeys = Annotated[tuple[PayloadKey, ...], NoDecode, BeforeValidator(_keys)]
+Origins = Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_origins)]
 
 
 class Settings(BaseSettings):

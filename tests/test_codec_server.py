@@ -73,6 +73,14 @@ async def test_the_web_ui_origin_may_call_it_from_a_browser_and_others_may_not(c
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_keys_and_origins_are_read_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABH_PAYLOAD_KEYS", f"new={new_key()}, old={new_key()}")
+    monkeypatch.setenv("ABH_CODEC_CORS_ORIGINS", "https://temporal.example/, http://localhost:8233")
+    settings = Settings.from_env()
+    assert [k.id for k in settings.payload_keys] == ["new", "old"]
+    assert settings.cors_origins == ("https://temporal.example", "http://localhost:8233")
+
+
 def test_a_codec_server_off_loopback_needs_a_token() -> None:
     keys = f"k1={new_key()}"
     with pytest.raises(ValueError, match="ABH_CODEC_TOKEN is required when ABH_CODEC_HOST"):
