@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     )
     gauge_interval: Seconds = Field(15.0, alias="ABH_GAUGE_INTERVAL")
     otlp_endpoint: Url = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    shutdown_grace: Seconds = Field(30.0, alias="ABH_SHUTDOWN_GRACE")
+    shutdown_grace: Seconds = Field(20.0, alias="ABH_SHUTDOWN_GRACE")
 
     payload_keys: PayloadKeys = Field((), alias="ABH_PAYLOAD_KEYS")
     codec_host: Annotated[str, BeforeValidator(_or("127.0.0.1"))] = Field("127.0.0.1", alias="ABH_CODEC_HOST")
