@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## run: the embedded Temporal dev server (Web UI http://localhost:8233), PostgreSQL, the worker and demo cases
 run: install
-	$(PY) worker.py --demo
+	ABH_METRICS_PORT=$${ABH_METRICS_PORT:-9464} $(PY) worker.py --demo
 
 ## browser: Debian's Chromium for the Web UI test (installed once; needs root, as CI has)
 browser:

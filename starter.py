@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,8 +34,10 @@ from console.report import parse_since, report_command
 from stack import logs
 from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
+from stack.codec_server import codec_app_of
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
+from stack.serving import serving
 from stack.settings import Settings
 from stack.web_ui import case_url
 from workflows.actions import accepted_while
@@ -100,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     standup.set_defaults(handler=schedule_standup)
     standup.add_argument("--at", help="local time in the support calendar's zone (default 09:15)")
     standup.add_argument("--calendar", help="policy calendar (default: the policy's default calendar)")
+    codec = commands.add_parser(
+        "codec-server", help="decode encrypted payloads for the Web UI and the CLI (ABH_PAYLOAD_KEYS)"
+    )
+    codec.set_defaults(handler=codec_server_command)
     report = commands.add_parser("report", help="cases, MTTR, intervention, breaches, escalations")
     report.set_defaults(handler=show_report)
     report.add_argument("--since", default="30d", help="window of opened cases: 30d, 2w, 12h (default 30d)")
@@ -220,6 +227,24 @@ async def schedule_standup(settings: Settings, args: argparse.Namespace) -> int:
         print(f"refused: {err}", file=sys.stderr)
         return 2
     print(text)
+    return 0
+
+
+async def codec_server_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve /decode and /encode on ABH_CODEC_HOST:ABH_CODEC_PORT until Ctrl-C or SIGTERM."""
+    try:
+        app = codec_app_of(settings)
+    except ValueError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with serving(app, settings.codec_host, settings.codec_port):
+        print(
+            f"codec server on {settings.codec_endpoint}, for the Web UI at {', '.join(settings.cors_origins)}"
+        )
+        await stop.wait()
     return 0
 
 

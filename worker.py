@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 import zoneinfo
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,11 +27,16 @@ from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
 from activities.standup import StandupActivities
+from console.gauges import keep_current
 from stack import logs
+from stack.codec_server import codec_app_of
 from stack.embedded import running_stack
+from stack.health import health_app
 from stack.schedules import ensure_outbox_relay_schedule, ensure_standup_schedule
 from stack.sender_config import SenderSettings
+from stack.serving import serving
 from stack.settings import Settings
+from stack.telemetry import Telemetry, telemetry
 from workflows.case import CaseWorkflow
 from workflows.outbox_relay import OutboxRelayWorkflow
 from workflows.policy import Policy, load_policy
@@ -49,7 +55,10 @@ PASSTHROUGH = (
     "annotated_types",
     "workflows",
     "activities",
+    "opentelemetry",
 )
+# How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
+SHUTDOWN_GRACE = timedelta(seconds=20)
 
 
 def pin_zone_rules() -> None:
@@ -92,6 +101,7 @@ def build_worker(
     policy: PolicySource,
     sender: Sender = log_sink,
     tuning: Tuning = Tuning(),
+    shutdown_grace: timedelta = SHUTDOWN_GRACE,
 ) -> Worker:
     """The worker for one task queue; tests build theirs here too, with their own queue."""
     store = CaseStore(pool)
@@ -114,7 +124,7 @@ def build_worker(
             store.open_tech_lead_ticket,
             notifier.send_notifications,
         ],
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=shutdown_grace,
         workflow_runner=workflow_runner(),
         max_cached_workflows=tuning.max_cached_workflows,
         max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
@@ -129,10 +139,12 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async with running_stack(settings) as stack:
+    sre = telemetry(settings)
+    async with running_stack(settings, sre) as stack, AsyncExitStack() as serving_too:
         pool = await connect(stack.database_url, max_size=settings.database_pool_size)
         senders = SenderSettings.of(settings).build()
         try:
+            await serve_sre_tools(serving_too, settings, sre, stack.client, pool)
             await migrate(pool)
             if demo:
                 from stack.demo import demo_policy, run_demo
@@ -151,6 +163,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 policy=source,
                 sender=senders,
                 tuning=Tuning.of(settings),
+                shutdown_grace=timedelta(seconds=settings.shutdown_grace),
             )
             async with worker:
                 log.info(
@@ -166,9 +179,30 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 if demo_task:
                     demo_task.cancel()
         finally:
+            await serving_too.aclose()
             await senders.aclose()
             await pool.close()
+            sre.shutdown()
     log.info("worker stopped")
+
+
+async def serve_sre_tools(
+    stack: AsyncExitStack, settings: Settings, sre: Telemetry, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The metrics and health port, the gauges, and, for the embedded stack with payload keys, the
+    codec server its Web UI decodes with."""
+    if settings.metrics_port is not None and sre.runtime and sre.sdk_metrics_url:
+        app = health_app(client, pool, sre.sdk_metrics_url)
+        await stack.enter_async_context(serving(app, settings.metrics_host, settings.metrics_port))
+        gauges = asyncio.create_task(
+            keep_current(sre.runtime.metric_meter, pool, client, settings.gauge_interval)
+        )
+        stack.callback(gauges.cancel)
+        log.info("metrics and health", port=settings.metrics_port, host=settings.metrics_host)
+    if settings.embedded_temporal and settings.payload_keys:
+        app = codec_app_of(settings)
+        await stack.enter_async_context(serving(app, settings.codec_host, settings.codec_port))
+        log.info("codec server for the Web UI", endpoint=settings.codec_endpoint)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from activities.notifications import CLAIM_TTL, append_to_log, attempt_entry
 from console.read_models import DamagedEntry, OutboxRow
 
 AttentionState = Literal["unknown", "failed", "sending", "pending"]
+STATES = ("pending", "sending", "sent", "failed", "unknown")
 Verdict = Literal["sent", "failed"]
 
 
@@ -45,6 +46,12 @@ async def needing_attention(
         limit,
     )
     return [OutboxRow.model_validate(dict(r)) for r in rows]
+
+
+async def rows_by_state(pool: asyncpg.Pool) -> dict[str, int]:
+    """How many outbox rows are in each state, every state named (0 when none)."""
+    counted = await pool.fetch("SELECT state, count(*) AS n FROM notifications GROUP BY state")
+    return dict.fromkeys(STATES, 0) | {r["state"]: int(r["n"]) for r in counted}
 
 
 # A row still pending after this many attempts keeps failing: its channel is down, or refusing it.

@@ -1,22 +1,31 @@
-"""The Temporal client, always with the pydantic data converter so models cross the wire intact."""
+"""The Temporal client, always with the pydantic data converter so models cross the wire intact (and
+encrypted, with payload keys)."""
 
 from __future__ import annotations
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from stack.encryption import data_converter
 from stack.settings import Settings
+from stack.telemetry import Telemetry
 from workflows.search import ALL_KEYS
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect with Temporal's environment configuration (TEMPORAL_ADDRESS, _NAMESPACE, _API_KEY, TLS)."""
+async def connect(settings: Settings, telemetry: Telemetry | None = None) -> Client:
+    """Connect with Temporal's environment configuration (TEMPORAL_ADDRESS, _NAMESPACE, _API_KEY, TLS),
+    payloads encrypted when `ABH_PAYLOAD_KEYS` is set, on the process's telemetry runtime."""
+    telemetry = telemetry or Telemetry()
     config = settings.temporal.to_client_connect_config()
     config.setdefault("target_host", "localhost:7233")
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        **config,
+        data_converter=data_converter(settings.payload_keys),
+        runtime=telemetry.runtime,
+        interceptors=telemetry.interceptors,
+    )
 
 
 async def register_search_attributes(client: Client) -> list[str]:

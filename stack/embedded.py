@@ -17,10 +17,13 @@ from pathlib import Path
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from stack.client import connect
+from stack.encryption import data_converter
 from stack.settings import Settings
+from stack.telemetry import Telemetry
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger(__name__)
@@ -39,9 +42,19 @@ def bundled_binary(name: str) -> str:
 
 
 async def start_dev_server(
-    data_dir: Path | None, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT, ui: bool = True
+    data_dir: Path | None,
+    *,
+    port: int = TEMPORAL_PORT,
+    ui_port: int = UI_PORT,
+    ui: bool = True,
+    converter: DataConverter = pydantic_data_converter,
+    codec_endpoint: str | None = None,
+    telemetry: Telemetry | None = None,
 ) -> WorkflowEnvironment:
-    """Temporal's dev server with the Web UI and the case search attributes registered."""
+    """Temporal's dev server with the Web UI and the case search attributes registered; with a
+    `codec_endpoint`, the Web UI decodes payloads there."""
+    telemetry = telemetry or Telemetry()
+    extra = ["--ui-codec-endpoint", codec_endpoint] if ui and codec_endpoint else []
     db_file = None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,11 +63,14 @@ async def start_dev_server(
         port=port,
         ui=ui,
         ui_port=ui_port if ui else None,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
+        runtime=telemetry.runtime,
+        interceptors=telemetry.interceptors,
         search_attributes=ALL_KEYS,
         dev_server_existing_path=bundled_binary("temporal"),
         dev_server_database_filename=db_file,
         dev_server_log_level="error",
+        dev_server_extra_args=extra,
     )
 
 
@@ -78,18 +94,23 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def running_stack(settings: Settings, telemetry: Telemetry | None = None) -> AsyncIterator[Stack]:
     """Connect to what is configured; start the embedded server and database for what is not."""
     async with AsyncExitStack() as exit_stack:
         if settings.embedded_temporal:
             log.info(
                 "starting embedded Temporal dev server", ui=settings.ui_url, data_dir=str(settings.data_dir)
             )
-            env = await start_dev_server(settings.data_dir)
+            env = await start_dev_server(
+                settings.data_dir,
+                converter=data_converter(settings.payload_keys),
+                codec_endpoint=settings.codec_endpoint if settings.payload_keys else None,
+                telemetry=telemetry,
+            )
             exit_stack.push_async_callback(env.shutdown)
             client = env.client
         else:
-            client = await connect(settings)
+            client = await connect(settings, telemetry)
         if settings.embedded_database:
             pg_dir = settings.data_dir / "postgres"
             log.info("starting embedded PostgreSQL", data_dir=str(pg_dir))

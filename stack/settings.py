@@ -12,16 +12,27 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, PositiveFloat, PrivateAttr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PositiveFloat,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
+from stack.encryption import PayloadKey, parse_keys
 from workflows.models import TASK_QUEUE
 from workflows.safe_text import one_line
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_DIR / ".data"
 UI_URL = "http://localhost:8233"
+CODEC_PORT = 8234
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 # Set while settings are read from a given mapping (tests, tools) rather than the process environment.
 _GIVEN_ONLY: ContextVar[bool] = ContextVar("given_only", default=False)
@@ -61,6 +72,23 @@ Url = Annotated[str | None, BeforeValidator(_url)]
 Port = Annotated[int, Field(gt=0, lt=65536)]
 FilePath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
 Seconds = Annotated[PositiveFloat, BeforeValidator(_blank_is_unset)]
+
+
+def _keys(value: Any) -> Any:
+    value = _blank_is_unset(value)
+    return () if value is None else parse_keys(value) if isinstance(value, str) else value
+
+
+def _origins(value: Any) -> Any:
+    value = _blank_is_unset(value)
+    if isinstance(value, str):
+        return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    return value
+
+
+# NoDecode: read as the text they are, not as JSON.
+PayloadKeys = Annotated[tuple[PayloadKey, ...], NoDecode, BeforeValidator(_keys)]
+Origins = Annotated[tuple[str, ...] | None, NoDecode, BeforeValidator(_origins)]
 
 
 class Settings(BaseSettings):
@@ -114,6 +142,24 @@ class Settings(BaseSettings):
     database_pool_size: Annotated[int, Field(ge=2), BeforeValidator(_or(20))] = Field(
         20, alias="ABH_DATABASE_POOL_SIZE"
     )
+    metrics_port: Annotated[Port | None, BeforeValidator(_blank_is_unset)] = Field(
+        None, alias="ABH_METRICS_PORT"
+    )
+    metrics_host: Annotated[str, BeforeValidator(_or("127.0.0.1"))] = Field(
+        "127.0.0.1", alias="ABH_METRICS_HOST"
+    )
+    gauge_interval: Seconds = Field(15.0, alias="ABH_GAUGE_INTERVAL")
+    otlp_endpoint: Url = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    shutdown_grace: Seconds = Field(20.0, alias="ABH_SHUTDOWN_GRACE")
+
+    payload_keys: PayloadKeys = Field((), alias="ABH_PAYLOAD_KEYS")
+    codec_host: Annotated[str, BeforeValidator(_or("127.0.0.1"))] = Field("127.0.0.1", alias="ABH_CODEC_HOST")
+    codec_port: Annotated[Port, BeforeValidator(_or(CODEC_PORT))] = Field(CODEC_PORT, alias="ABH_CODEC_PORT")
+    codec_url: Url = Field(None, alias="ABH_CODEC_URL")
+    codec_token: Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)] = Field(
+        None, alias="ABH_CODEC_TOKEN"
+    )
+    codec_origins: Origins = Field(None, alias="ABH_CODEC_CORS_ORIGINS")
 
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 
@@ -134,6 +180,8 @@ class Settings(BaseSettings):
             raise ValueError("SMTP_FROM is required when SMTP_HOST is set")
         if self.page_webhook_url and not self.page_routing_key:
             raise ValueError("ABH_PAGE_ROUTING_KEY is required when ABH_PAGE_WEBHOOK_URL is set")
+        if self.codec_token is None and self.codec_host not in LOOPBACK:
+            raise ValueError("ABH_CODEC_TOKEN is required when ABH_CODEC_HOST is not a loopback address")
         return self
 
     @classmethod
@@ -162,6 +210,16 @@ class Settings(BaseSettings):
     @property
     def embedded_database(self) -> bool:
         return not self.database_url
+
+    @property
+    def codec_endpoint(self) -> str:
+        """Where the Web UI and the CLI reach the codec server."""
+        return self.codec_url or f"http://{self.codec_host}:{self.codec_port}"
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """Origins whose pages may call the codec server: the Web UI's, unless set."""
+        return self.codec_origins or (self.ui_url.rstrip("/"),)
 
 
 def _named(err: ValidationError) -> str:

@@ -169,7 +169,7 @@ def test_temporal_and_the_application_have_separate_postgresql_databases(service
     assert temporal_env["DB"] == "postgres12"
     assert temporal_env["POSTGRES_SEEDS"] == "postgresql"
     assert dependencies(services["temporal"])["postgresql"] == "service_healthy"
-    assert "7233:7233" in services["temporal"]["ports"]
+    assert ("7233", "7233") in published(services["temporal"])
 
     db_url_host = APP_DATABASE_URL.split("@", 1)[1].split(":", 1)[0]
     assert db_url_host == "app-db" != temporal_env["POSTGRES_SEEDS"]
@@ -241,3 +241,44 @@ def test_dockerfile_installs_dependencies_before_copying_the_sources() -> None:
 def test_build_context_leaves_out_local_state() -> None:
     ignored = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()}
     assert {".git", ".venv", ".data"} <= ignored
+
+
+def test_every_published_port_is_bound_to_loopback(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str) and with_defaults(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(services: dict[str, Any]) -> None:
+    worker = environment(services["worker"])
+    assert worker["ABH_METRICS_HOST"] == "0.0.0.0"  # inside the compose network only: not published
+    assert "ports" not in services["worker"]
+    config = YAML(typ="safe", pure=True).load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["port"] == int(worker["ABH_METRICS_PORT"])
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    probe = " ".join(services["worker"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{worker['ABH_METRICS_PORT']}/readyz" in probe
+
+
+def test_grafana_loads_the_case_dashboard_over_that_prometheus(services: dict[str, Any]) -> None:
+    grafana = ROOT / "deploy" / "grafana"
+    (source,) = YAML(typ="safe", pure=True).load(
+        (grafana / "provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    (provider,) = YAML(typ="safe", pure=True).load(
+        (grafana / "provisioning/dashboards/abh.yaml").read_text()
+    )["providers"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in services["grafana"]["volumes"]}
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboard = json.loads((grafana / "dashboards" / "abh-cases.json").read_text())
+    assert {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]} == {source["uid"]}
+
+
+def test_a_stopping_worker_is_given_longer_than_its_shutdown_grace(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    grace = float(environment(worker)["ABH_SHUTDOWN_GRACE"])
+    assert int(str(worker["stop_grace_period"]).removesuffix("s")) > grace

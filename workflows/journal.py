@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
     from activities.case_writer import CaseWriter
     from activities.notifications import Notification, Notifier
-    from workflows import messages, search
+    from workflows import case_metrics, messages, search
     from workflows.clocks import Due
     from workflows.events import Entry, Plan, Tell
     from workflows.models import CaseStatus, TimelineEntry, Trouble
@@ -169,6 +169,7 @@ class CaseJournal:
             self._record(case, then)
         for tell in plan.tells:
             self._notify(case, policy, entry, tell)
+        case_metrics.observe(case, plan)
         return entry
 
     def _record(self, case: CaseStatus, planned: Entry) -> TimelineEntry:

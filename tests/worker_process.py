@@ -1,0 +1,63 @@
+"""worker.py as its own process, as an SRE runs it, and reading what its metrics port says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@asynccontextmanager
+async def worker_process(env: Mapping[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """worker.py with `env` over the test's environment; stopped with SIGTERM, and it must exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "worker.py"), env=os.environ | dict(env), cwd=ROOT
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Prometheus text exposition as {(name, labels): value}."""
+    samples: Samples = {}
+    for line in text.splitlines():
+        found = SAMPLE.match(line)
+        if found and not line.startswith("#"):
+            labels = frozenset(LABEL.findall(found["labels"] or ""))
+            samples[(found["name"], labels)] = float(found["value"])
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """The one sample of `name` whose labels include `labels` (None when there is none)."""
+    wanted = set(labels.items())
+    matching = [v for (n, ls), v in samples.items() if n == name and wanted <= ls]
+    assert len(matching) <= 1, f"{name} {labels}: {len(matching)} samples"
+    return matching[0] if matching else None
+
+
+async def get(url: str) -> httpx.Response | None:
+    """GET `url`; None while nothing answers there yet."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            return await http.get(url)
+    except httpx.TransportError:
+        return None
