@@ -104,7 +104,7 @@ async def test_metrics_show_a_lifecycle_and_the_sdk_runtime(
 
         # Every metric the Grafana dashboard queries is one the worker exports.
         queried = dashboard_metrics()
-        assert {"abh_outbox_rows", "temporal_activity_execution_latency_bucket"} <= queried
+        assert {"abh_outbox_rows", "temporal_local_activity_execution_latency_bucket"} <= queried
         for name in queried:
             assert any(n == name for n, _ in samples), f"the dashboard queries {name}, not exported"
 
