@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.case_store import TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, events, messages, rules
+    from workflows import clocks, cycles, events, formats, messages, rules
     from workflows.actions import CaseActions, handles
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
@@ -50,7 +50,9 @@ with workflow.unsafe.imports_passed_through():
         CustomerRejected,
         CustomerReplied,
         CustomerUpdated,
+        CycleState,
         Escalation,
+        EscalationAcknowledged,
         Milestone,
         MilestoneState,
         MilestoneStatus,
@@ -58,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         Phase,
         Priority,
+        RecurringMilestone,
         Resolved,
         TimelineEntry,
         WaitingOnCustomer,
@@ -70,6 +73,10 @@ CONTACT_ON_RAISE = "contact-when-raised-to-p1"
 TAM_TOLD_AT_RESOLUTION = "tam-told-at-resolution"
 # A milestone already past due is breached without a 75% warning first.
 NO_LATE_WARNINGS = "no-warning-past-due"
+# Escalations wait for their owner's acknowledgement: told again, then the next level raised early.
+ACKNOWLEDGED_ESCALATIONS = "acknowledged-escalations"
+# Recurring milestones (a P1 customer update every 30 minutes) run in cycles while engaged.
+RECURRING_MILESTONES = "recurring-milestones"
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -189,7 +196,7 @@ class CaseWorkflow(CaseActions):
         ]
         roster = self.policy.roster
         case.assignee = case.assignee or (
-            roster.on_call if case.priority is Priority.P1 else roster.team_queue
+            roster.on_call_at(workflow.now()) if case.priority is Priority.P1 else roster.team_queue
         )
         self._publish(events.opened(case))
         self._publish(events.assigned(case.assignee))
@@ -280,6 +287,12 @@ class CaseWorkflow(CaseActions):
                 self._remind()
             case DueKind.CONFIRMATION_WINDOW:
                 self._close(CloseReason.NO_RESPONSE, events.NO_RESPONSE)
+            case DueKind.REPEAT_ESCALATION:
+                self._repeat_escalation(due.subject)
+            case DueKind.UPDATE_WARN:
+                self._warn_cycle(RecurringMilestone(due.subject))
+            case DueKind.UPDATE_BREACH:
+                self._breach_cycle(RecurringMilestone(due.subject))
 
     def _begin_engagement(self, at: datetime, note: str = "") -> None:
         """Engage: the first time, contact the customer; on a reopen, restart the escalation clock."""
@@ -290,6 +303,7 @@ class CaseWorkflow(CaseActions):
         case.queued_until = None
         self._clocks_moved = True
         self._publish(events.engaged(case, self.policy, at, note))
+        self._align_cycles()
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
@@ -312,8 +326,31 @@ class CaseWorkflow(CaseActions):
         if case.phase is not Phase.ENGAGED or case.paused or raised:
             return
         ticket = self._ticket(due, f"{life_key(case)}:{case.engagement}:{level.name}", workflow.now())
+        acknowledged = workflow.patched(ACKNOWLEDGED_ESCALATIONS)
+        if acknowledged:
+            ticket.reason = self._early_reason(due) or ticket.reason
         entry = self._mark_escalated(due, ticket)
+        if acknowledged:
+            case.escalations[-1].awaits_acknowledgement = True
+            case.escalations[-1].owner = ticket.assignee
         self._journal.open_ticket(ticket.model_copy(update={"life": case.life, "seq": entry.seq}))
+
+    def _early_reason(self, due: Due) -> str | None:
+        """Why a level is raised before its `after`: the level below it was not acknowledged."""
+        for esc in self.case.escalations:
+            if esc.waiting and esc.next_level_due_at == due.at:
+                below = next(lv for lv in self.policy.escalations if lv.name == esc.level)
+                return events.early_escalation_reason(esc, below)
+        return None
+
+    def _repeat_escalation(self, level_name: str) -> None:
+        """Tell the owner of a level again that it waits for their acknowledgement."""
+        case = self.case
+        esc = next(e for e in case.escalations if e.level == level_name and e.engagement == case.engagement)
+        level = next(lv for lv in self.policy.escalations if lv.name == level_name)
+        esc.repeats += 1
+        clocks.refresh_due_instants(case, self.policy, self.clocks, workflow.now())
+        self._publish(events.escalation_repeated(level, esc))
 
     async def _escalate(self, due: Due) -> None:
         """The inline path of cases opened before the journal was written beside the lifecycle."""
@@ -355,6 +392,34 @@ class CaseWorkflow(CaseActions):
         case.escalated = True
         case.on_standup = True
         return self._publish(events.escalated(level, ticket.ticket_key, ticket.reason))
+
+    # Recurring milestones.
+
+    def _align_cycles(self) -> None:
+        """Start and stop the cycles of recurring milestones as the case's phase, pause and priority say."""
+        case = self.case
+        if not self.policy.for_priority(case.priority).every and not any(c.open for c in case.cycles):
+            return
+        if workflow.patched(RECURRING_MILESTONES):
+            cycles.align(case, self.policy, self.clocks, workflow.now())
+
+    def _every(self, milestone: RecurringMilestone) -> str:
+        every = self.policy.for_priority(self.case.priority).every.get(milestone)
+        return formats.duration(every) if every else "-"
+
+    def _warn_cycle(self, milestone: RecurringMilestone) -> None:
+        cycle = cycles.open_cycle(self.case, milestone)
+        assert cycle is not None
+        cycle.state = CycleState.WARNED
+        self._publish(events.cycle_warned(cycle, self._every(milestone)))
+
+    def _breach_cycle(self, milestone: RecurringMilestone) -> None:
+        cycle = cycles.open_cycle(self.case, milestone)
+        assert cycle is not None
+        cycle.state, cycle.ended_at = CycleState.BREACHED, workflow.now()
+        self.case.sla_breached = True
+        self._publish(events.cycle_breached(cycle, self._every(milestone)))
+        self._align_cycles()
 
     def _remind_paused(self) -> None:
         pause = self.case.pauses[-1]
@@ -418,6 +483,7 @@ class CaseWorkflow(CaseActions):
     def _apply(self, action: ActionPayload) -> None:
         self.handlers[action.action](self, action)
         if action.moves_clocks:
+            self._align_cycles()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         self._clocks_moved = True
 
@@ -433,7 +499,17 @@ class CaseWorkflow(CaseActions):
 
     @handles(CustomerUpdated)
     def _customer_updated(self, action: CustomerUpdated) -> None:
-        self._publish(events.customer_updated(action.note, action.by))
+        met = cycles.current_cycle(self.case, RecurringMilestone.CUSTOMER_UPDATE, workflow.now())
+        if met is not None:
+            met.state, met.ended_at = CycleState.MET, workflow.now()
+        self._publish(events.customer_updated(action.note, action.by, met))
+
+    @handles(EscalationAcknowledged)
+    def _acknowledged(self, action: EscalationAcknowledged) -> None:
+        case = self.case
+        esc = next(e for e in case.escalations if e.level == action.level and e.engagement == case.engagement)
+        esc.acknowledged_at, esc.acknowledged_by = workflow.now(), action.by
+        self._publish(events.escalation_acknowledged(esc.level, action.by, action.note))
 
     @handles(MilestoneVerified)
     def _milestone_verified(self, action: MilestoneVerified) -> None:
@@ -514,7 +590,7 @@ class CaseWorkflow(CaseActions):
         contact = raised and case.engagement >= 1 and workflow.patched(CONTACT_ON_RAISE)
         reassigned_to = None
         if contact and case.assignee == self.policy.roster.team_queue:
-            case.assignee = reassigned_to = self.policy.roster.on_call
+            case.assignee = reassigned_to = self.policy.roster.on_call_at(workflow.now())
         self._publish(
             events.priority_changed(
                 old, priority, reason, contact=contact, reassigned_to=reassigned_to, policy=self.policy
@@ -604,7 +680,7 @@ class CaseWorkflow(CaseActions):
         return next(ms for ms in self.case.milestones if ms.name is milestone)
 
     def _address_of(self, role: Role) -> str:
-        found = messages.recipients(self.case, self.policy, role)
+        found = messages.recipients(self.case, self.policy, role, at=workflow.now())
         return found[0].address if found else role.value
 
     def _outcome(self) -> CaseOutcome:
