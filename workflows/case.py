@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.case_store import TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, cycles, events, formats, messages, rules
+    from workflows import clocks, cycles, events, formats, messages, rules, sla
     from workflows.actions import CaseActions, handles
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import (
         CLOCK_SKEW,
+        ESCALATION_CLOCK,
         WORKFLOW_TYPE,
         ActionPayload,
         AddNote,
@@ -62,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
         Priority,
         RecurringMilestone,
         Resolved,
+        SlaClockEvent,
+        SlaEventKind,
         TimelineEntry,
         WaitingOnCustomer,
     )
@@ -77,6 +80,8 @@ NO_LATE_WARNINGS = "no-warning-past-due"
 ACKNOWLEDGED_ESCALATIONS = "acknowledged-escalations"
 # Recurring milestones (a P1 customer update every 30 minutes) run in cycles while engaged.
 RECURRING_MILESTONES = "recurring-milestones"
+# Every SLA clock's start, pause, resume, retarget, fulfilment and breach is recorded as an event.
+SLA_EVENTS = "sla-events"
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -200,6 +205,7 @@ class CaseWorkflow(CaseActions):
         )
         self._publish(events.opened(case))
         self._publish(events.assigned(case.assignee))
+        self._sla_moment(lambda: sla.milestones_started(case))
         await self._sync()
 
     async def _triage(self) -> None:
@@ -304,6 +310,7 @@ class CaseWorkflow(CaseActions):
         self._clocks_moved = True
         self._publish(events.engaged(case, self.policy, at, note))
         self._align_cycles()
+        self._sla_moment(lambda: sla.escalation_started(case, self._next_level()))
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
@@ -316,6 +323,7 @@ class CaseWorkflow(CaseActions):
         ms.state = MilestoneState.BREACHED
         self.case.sla_breached = True
         self._publish(events.milestone_breached(ms))
+        self._sla_moment(lambda: [sla.ended(self.case, milestone.value, SlaEventKind.BREACH)])
 
     def _raise_escalation(self, due: Due) -> None:
         """Raise the next level once for this engagement: at once in the case (state, search attributes,
@@ -334,6 +342,8 @@ class CaseWorkflow(CaseActions):
             case.escalations[-1].awaits_acknowledgement = True
             case.escalations[-1].owner = ticket.assignee
         self._journal.open_ticket(ticket.model_copy(update={"life": case.life, "seq": entry.seq}))
+        self._sla_moment(lambda: [sla.ended(case, ESCALATION_CLOCK, SlaEventKind.BREACH, level=level.name)])
+        self._sla_moment(lambda: sla.escalation_started(case, self._next_level()))
 
     def _early_reason(self, due: Due) -> str | None:
         """Why a level is raised before its `after`: the level below it was not acknowledged."""
@@ -392,6 +402,35 @@ class CaseWorkflow(CaseActions):
         case.escalated = True
         case.on_standup = True
         return self._publish(events.escalated(level, ticket.ticket_key, ticket.reason))
+
+    # SLA events.
+
+    def _sla_moment(self, moments: Callable[[], list[SlaClockEvent]]) -> None:
+        """Record a moment of the SLA clocks, measured on the case's due instants as they now are."""
+        if not workflow.patched(SLA_EVENTS):
+            return
+        clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
+        found = moments()
+        if found:
+            self._publish(events.sla_clocks(found))
+
+    def _sla_resumed(self) -> None:
+        case = self.case
+        self._sla_moment(
+            lambda: sla.resumed(
+                case,
+                self.clocks.priority,
+                case.pauses[-1],
+                sla.pausing(case, case.escalation_explanation is not None),
+            )
+        )
+
+    def _next_level(self) -> str | None:
+        """The escalation level the engagement's clock now runs towards, if any."""
+        if self.case.phase is not Phase.ENGAGED:
+            return None
+        level = clocks.next_escalation_level(self.case, self.policy)
+        return level[0] if level else None
 
     # Recurring milestones.
 
@@ -510,6 +549,9 @@ class CaseWorkflow(CaseActions):
         esc = next(e for e in case.escalations if e.level == action.level and e.engagement == case.engagement)
         esc.acknowledged_at, esc.acknowledged_by = workflow.now(), action.by
         self._publish(events.escalation_acknowledged(esc.level, action.by, action.note))
+        self._sla_moment(
+            lambda: [m for m in sla.retargeted(case, self._next_level()) if m.clock == ESCALATION_CLOCK]
+        )
 
     @handles(MilestoneVerified)
     def _milestone_verified(self, action: MilestoneVerified) -> None:
@@ -518,6 +560,7 @@ class CaseWorkflow(CaseActions):
     @handles(Resolved)
     def _resolved(self, action: Resolved) -> None:
         case, now = self.case, workflow.now()
+        was_paused, escalation_level = case.paused, self._next_level()
         case.phase = Phase.AWAITING_CONFIRMATION
         case.resolved_at = now
         case.resolution = action.summary
@@ -527,6 +570,12 @@ class CaseWorkflow(CaseActions):
         told = events.tells_tam(self.policy, case.priority, "resolution")
         tell_tam = told and workflow.patched(TAM_TOLD_AT_RESOLUTION)
         self._publish(events.resolved(action.summary, action.by, tell_tam=tell_tam))
+        if was_paused:
+            self._sla_resumed()
+        if escalation_level is not None:
+            self._sla_moment(
+                lambda: [sla.ended(case, ESCALATION_CLOCK, SlaEventKind.FULFIL, level=escalation_level)]
+            )
 
     @handles(CustomerConfirmed)
     def _confirmed(self, action: CustomerConfirmed) -> None:
@@ -543,17 +592,21 @@ class CaseWorkflow(CaseActions):
     @handles(ChangePriority)
     def _change_priority(self, action: ChangePriority) -> None:
         self._reprioritise(action.priority, action.reason)
+        self._sla_moment(lambda: sla.retargeted(self.case, self._next_level()))
 
     @handles(WaitingOnCustomer)
     def _waiting(self, action: WaitingOnCustomer) -> None:
+        escalation_running = self.case.escalation_due_at is not None
         self.case.paused = True
         self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
         self._publish(events.paused(action.note))
+        self._sla_moment(lambda: sla.paused(self.case, sla.pausing(self.case, escalation_running)))
 
     @handles(CustomerReplied)
     def _replied(self, action: CustomerReplied) -> None:
         self._end_pause(workflow.now())
         self._publish(events.resumed(action.note))
+        self._sla_resumed()
 
     @handles(AddNote)
     def _note(self, action: AddNote) -> None:
@@ -574,6 +627,7 @@ class CaseWorkflow(CaseActions):
         ms.verified_at = now
         ms.verified_by = by
         self._publish(events.milestone_verified(milestone, late=late, by=by, note=note))
+        self._sla_moment(lambda: [sla.ended(self.case, milestone.value, SlaEventKind.FULFIL, late=late)])
 
     def _reprioritise(self, priority: Priority, reason: str | None) -> None:
         """Re-triage: the new priority's clocks, still counted from the original opened_at."""

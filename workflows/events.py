@@ -24,6 +24,7 @@ from workflows.models import (
     MilestoneStatus,
     NotificationKind,
     Priority,
+    SlaClockEvent,
 )
 from workflows.policy import Channel, EscalationLevel, Policy, Role
 from workflows.safe_text import shown
@@ -266,6 +267,29 @@ def cycle_breached(cycle: Cycle, every: str) -> Plan:
             data=cycle_data(cycle),
         ),
         (Tell(NotificationKind.MILESTONE_BREACH, facts=cycle_facts(cycle, every)),),
+    )
+
+
+# SLA events.
+
+SLA_WORDS = {
+    "start": "started",
+    "pause": "paused",
+    "resume": "resumed",
+    "retarget": "measured anew",
+    "fulfil": "met",
+    "breach": "breached",
+}
+
+
+def sla_clocks(moments: list[SlaClockEvent]) -> Plan:
+    """One moment of the case's SLA clocks (all of one kind), for the timeline and the sla_events table."""
+    kind = moments[0].event.value
+    names = ", ".join(m.clock + (f" ({m.level})" if m.level else "") for m in moments)
+    return only(
+        EventType.SLA_CLOCK,
+        f"SLA clock {SLA_WORDS[kind]}: {names}",
+        data={"event": kind, "clocks": [m.model_dump(mode="json", exclude_defaults=True) for m in moments]},
     )
 
 

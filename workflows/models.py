@@ -99,6 +99,7 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     CLOSED = "closed"
     REJECTED = "rejected"
+    SLA_CLOCK = "sla_clock"
 
 
 class NotificationKind(StrEnum):
@@ -430,6 +431,36 @@ class Escalation(BaseModel):
     @property
     def waiting(self) -> bool:
         return self.awaits_acknowledgement and self.acknowledged_at is None
+
+
+class SlaEventKind(StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETARGET = "retarget"
+    """A priority change: the clock's start, target and paused time measured anew."""
+    FULFIL = "fulfil"
+    BREACH = "breach"
+
+
+ESCALATION_CLOCK = "escalation"
+
+
+class SlaClockEvent(BaseModel):
+    """One moment of one SLA clock (a milestone, or `escalation`: the engagement's clock towards its next
+    level), as `sla_clock` timeline entries and the sla_events table keep it. Start and retarget carry
+    the clock's start, target and paused time so far; a resume carries the time that pause added; each
+    carries the due instant that follows, when the clock is running."""
+
+    clock: str
+    event: SlaEventKind
+    engagement: int = 0
+    level: str | None = None
+    starts_at: datetime | None = None
+    target: timedelta | None = None
+    paused: timedelta = timedelta(0)
+    due_at: datetime | None = None
+    late: bool = False
 
 
 class CycleState(StrEnum):
