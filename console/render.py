@@ -14,7 +14,7 @@ from rich.text import Text
 
 from console.read_models import AttentionReport, CaseRow, OutboxRow
 from workflows import formats
-from workflows.models import ESCALATION_CLOCK, CaseStatus, DueExplanation, MilestoneState, Phase
+from workflows.models import ESCALATION_CLOCK, CaseStatus, DueExplanation, Escalation, MilestoneState, Phase
 from workflows.sla import ClockFigures, events_in, figures
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
@@ -126,6 +126,9 @@ def next_deadline(status: CaseStatus) -> Deadline | None:
                 found.append(Deadline(ms.due_at, f"SLA target {ms.name.value}"))
         if status.escalation_due_at is not None:
             found.append(Deadline(status.escalation_due_at, "next escalation level"))
+        for c in status.cycles:
+            if c.open and c.engagement == status.engagement:
+                found.append(Deadline(c.due_at, f"{c.milestone.value} cycle {c.number}"))
         pause = status.pauses[-1] if status.paused and status.pauses else None
         if pause is not None and pause.reminder_due_at is not None and pause.reminded_at is None:
             found.append(Deadline(pause.reminder_due_at, "reminder to the customer we wait for"))
@@ -208,7 +211,7 @@ def _milestones(status: CaseStatus) -> Table:
 
 def _escalations(status: CaseStatus) -> Table:
     table = Table(title="Escalations", title_justify="left", box=box.SIMPLE_HEAD, expand=False)
-    for name in ("level", "engagement", "raised", "ticket", "notified"):
+    for name in ("level", "engagement", "raised", "ticket", "notified", "acknowledged"):
         table.add_column(name)
     for e in status.escalations:
         table.add_row(
@@ -217,8 +220,18 @@ def _escalations(status: CaseStatus) -> Table:
             stamp(e.raised_at),
             Text(e.ticket_key),
             ", ".join(e.notified),
+            _acknowledgement(e),
         )
     return table
+
+
+def _acknowledgement(e: Escalation) -> Text:
+    """Who took the level on, or who it waits for and how often they were told again."""
+    if e.acknowledged_at is not None:
+        return Text(f"by {e.acknowledged_by} {stamp(e.acknowledged_at)}", style="green")
+    if not e.awaits_acknowledgement:
+        return Text("-", style="dim")
+    return Text(f"waiting for {e.owner or '-'} ({e.repeats} reminders)", style="bold yellow")
 
 
 def card(status: CaseStatus, now: datetime | None = None) -> Panel:

@@ -7,6 +7,7 @@ from datetime import time, timedelta
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import signal_action, update_action
@@ -14,6 +15,7 @@ from tests.cases import advance_to, case_worker, rows, settled, status_when, tic
 from tests.test_visibility import WAIT, seconds_policy
 from workflows import rules
 from workflows.models import CaseStatus, EventType, Phase
+from workflows.policy import EscalationLevel
 
 TUESDAY = 1
 MINUTE = timedelta(minutes=1)
@@ -152,3 +154,8 @@ async def test_the_web_ui_filter_shows_what_waits_for_an_acknowledgement(
                 )
         finally:
             await cases.terminate_running()
+
+
+def test_repeats_without_an_acknowledgement_deadline_are_refused_in_the_policy() -> None:
+    with pytest.raises(ValidationError, match="repeat needs ack_within"):
+        EscalationLevel(name="tech_lead", after=timedelta(hours=1), repeat=2)

@@ -3,7 +3,7 @@ by an update inside the cycle, else breached at its end; a pause stops the cycle
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
@@ -11,6 +11,8 @@ from temporalio.testing import WorkflowEnvironment
 from console.report import cycle_figures, load_facts
 from stack.cases import signal_action
 from tests.cases import advance_to, case_worker, default_policy, rows, settled, status_when, ticket
+from workflows import cycles as cycles_
+from workflows.clocks import clocks_for
 from workflows.models import ESCALATION_CLOCK, CaseStatus, CycleState, EventType, Milestone, Phase, Priority
 from workflows.policy import Policy
 
@@ -119,3 +121,41 @@ async def test_a_pause_stops_the_cycles_and_a_resume_restarts_them(
         (3, CycleState.BREACHED, 220, 250),
         (4, CycleState.PENDING, 250, 280),
     ]
+
+
+def engaged_case(priority: Priority, engaged_at: datetime) -> CaseStatus:
+    return CaseStatus(
+        workflow_id="case-T-1",
+        ticket=ticket("T-1", priority.value),
+        priority=priority,
+        phase=Phase.ENGAGED,
+        opened_at=engaged_at,
+        engaged_at=engaged_at,
+        engagement=1,
+    )
+
+
+def test_a_case_ingested_two_hours_late_starts_at_the_cycle_holding_now_not_four_breaches() -> None:
+    policy = default_policy()
+    now = datetime(2026, 12, 8, 12, 10, tzinfo=UTC)
+    case = engaged_case(Priority.P1, now - timedelta(hours=2, minutes=10))
+    cycles_.align(case, policy, clocks_for(policy, Priority.P1, None), now)
+    [cycle] = case.cycles
+    assert (cycle.number, cycle.starts_at, cycle.due_at) == (5, now - 10 * MINUTE, now + 20 * MINUTE)
+
+
+def test_lowering_the_priority_stops_the_open_cycle_and_raising_it_starts_one() -> None:
+    policy = default_policy()
+    now = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
+    case = engaged_case(Priority.P1, now)
+    cycles_.align(case, policy, clocks_for(policy, Priority.P1, None), now)
+    case.priority = Priority.P2
+    stopped = cycles_.align(case, policy, clocks_for(policy, Priority.P2, None), now + 10 * MINUTE)
+    assert [c.state for c in stopped] == [CycleState.STOPPED] and case.cycles == stopped
+    case.priority = Priority.P1
+    cycles_.align(case, policy, clocks_for(policy, Priority.P1, None), now + 20 * MINUTE)
+    assert [(c.number, c.state, c.starts_at) for c in case.cycles][-1] == (
+        2,
+        CycleState.PENDING,
+        now + 20 * MINUTE,
+    )

@@ -79,6 +79,12 @@ class EscalationLevel(PolicyModel):
     ack_within: Duration | None = None
     repeat: int = Field(default=0, ge=0, le=20)
 
+    @model_validator(mode="after")
+    def _repeats_need_a_deadline(self) -> EscalationLevel:
+        if self.repeat and self.ack_within is None:
+            raise ValueError(f"escalation {self.name}: repeat needs ack_within (how long to wait each time)")
+        return self
+
 
 class FollowUpPolicy(PolicyModel):
     """How long a resolved case waits for the customer's confirmation.
