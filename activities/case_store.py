@@ -1,4 +1,5 @@
-"""Case persistence: the current case row, its append-only timeline, Tech Lead tickets and outbox rows.
+"""Case persistence: the current case row, its append-only timeline (with its SLA events), Tech Lead
+tickets and outbox rows.
 
 Every write is keyed by the case's life and the event sequence number, so a retried activity or a worker
 that crashed after committing writes nothing twice, and a late retry never rolls a case back. Every text
@@ -19,8 +20,9 @@ from temporalio import activity
 
 from activities.database import Connection
 from activities.notifications import PENDING_KEYS, Notification, write_outbox
-from workflows.models import CaseStatus, Priority, TimelineEntry
+from workflows.models import CaseStatus, Priority, SlaClockEvent, TimelineEntry
 from workflows.safe_text import clipped, one_line, storable
+from workflows.sla import events_in
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,36 @@ INSERT INTO escalations (ticket_key, workflow_id, life, engagement, level, prior
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT DO NOTHING
 """
+
+_INSERT_SLA_EVENT = """
+INSERT INTO sla_events (workflow_id, life, seq, clock, event, at, engagement, level, starts_at, target,
+    paused, due_at, late)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (workflow_id, life, seq, clock) DO NOTHING
+"""
+
+
+def _sla_rows(c: CaseChanges, e: TimelineEntry) -> list[tuple[Any, ...]]:
+    """One row per clock of an `sla_clock` entry."""
+    return [_sla_row(c, e, m) for m in events_in([(e.type, e.data)])]
+
+
+def _sla_row(c: CaseChanges, e: TimelineEntry, m: SlaClockEvent) -> tuple[Any, ...]:
+    return (
+        c.workflow_id,
+        c.life,
+        e.seq,
+        m.clock,
+        m.event.value,
+        e.at,
+        m.engagement,
+        m.level,
+        m.starts_at,
+        m.target,
+        m.paused,
+        m.due_at,
+        m.late,
+    )
 
 
 def _case_row(c: CaseChanges, snapshot: str | None = None) -> tuple[Any, ...]:
@@ -211,6 +243,8 @@ class CaseStore:
                     damaged.append(f"entry {e.seq}: {refused}")
                     status = await conn.execute(_INSERT_EVENT, *_event_row(c, e, refused))
                 inserted += status.endswith(" 1")
+                for row in _sla_rows(c, e):
+                    await conn.execute(_INSERT_SLA_EVENT, *row)
             for t in c.tickets:
                 await conn.execute(_INSERT_TICKET, *_ticket_row(t))
             await write_outbox(conn, c.notifications, bound)

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from console.read_models import AttentionReport, CaseRow, OutboxRow
 from workflows import formats
-from workflows.models import CaseStatus, DueExplanation, MilestoneState, Phase
+from workflows.models import ESCALATION_CLOCK, CaseStatus, DueExplanation, Escalation, MilestoneState, Phase
+from workflows.sla import ClockFigures, events_in, figures
 
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold yellow", "P3": "cyan", "P4": "dim"}
 PHASE_STYLE = {
@@ -71,14 +72,33 @@ def explanation(name: str, e: DueExplanation) -> list[str]:
     return lines
 
 
+def from_events(status: CaseStatus) -> dict[str, ClockFigures]:
+    """The figures of each clock whose SLA events the status's timeline still holds from its start."""
+    found = figures(events_in((e.type, e.data) for e in status.timeline))
+    return {name: f for name, f in found.items() if f.starts_at is not None and f.target is not None}
+
+
+def _as_recorded(e: DueExplanation, f: ClockFigures | None) -> DueExplanation:
+    """The explanation with its start, target, paused time and due instant as the clock's events say."""
+    if f is None or f.starts_at is None or f.target is None or f.due_at is None:
+        return e
+    return e.model_copy(
+        update={"starts_at": f.starts_at, "target": f.target, "paused": f.paused, "due_at": f.due_at}
+    )
+
+
 def explain(status: CaseStatus) -> str:
-    """Every due instant of the case with how it was reached."""
+    """Every due instant of the case with how it was reached: its figures from the clock's SLA events
+    (start, pauses, resumes, retargets), the calendar's closed days from the case's clock."""
     lines: list[str] = []
+    recorded = from_events(status)
     for ms in status.milestones:
         if ms.explanation is not None:
-            lines += explanation(f"milestone {ms.name.value} ({ms.state.value})", ms.explanation)
+            e = _as_recorded(ms.explanation, recorded.get(ms.name.value))
+            lines += explanation(f"milestone {ms.name.value} ({ms.state.value})", e)
     if status.escalation_explanation is not None:
-        lines += explanation("next escalation", status.escalation_explanation)
+        e = _as_recorded(status.escalation_explanation, recorded.get(ESCALATION_CLOCK))
+        lines += explanation("next escalation", e)
     if status.queued_until is not None:
         lines.append(f"queued until the next opening: {when(status.queued_until)}")
     return "\n".join(lines) or f"case {status.ticket.ticket_id} has no running clocks ({status.phase.value})"
@@ -106,6 +126,9 @@ def next_deadline(status: CaseStatus) -> Deadline | None:
                 found.append(Deadline(ms.due_at, f"SLA target {ms.name.value}"))
         if status.escalation_due_at is not None:
             found.append(Deadline(status.escalation_due_at, "next escalation level"))
+        for c in status.cycles:
+            if c.open and c.engagement == status.engagement:
+                found.append(Deadline(c.due_at, f"{c.milestone.value} cycle {c.number}"))
         pause = status.pauses[-1] if status.paused and status.pauses else None
         if pause is not None and pause.reminder_due_at is not None and pause.reminded_at is None:
             found.append(Deadline(pause.reminder_due_at, "reminder to the customer we wait for"))
@@ -188,7 +211,7 @@ def _milestones(status: CaseStatus) -> Table:
 
 def _escalations(status: CaseStatus) -> Table:
     table = Table(title="Escalations", title_justify="left", box=box.SIMPLE_HEAD, expand=False)
-    for name in ("level", "engagement", "raised", "ticket", "notified"):
+    for name in ("level", "engagement", "raised", "ticket", "notified", "acknowledged"):
         table.add_column(name)
     for e in status.escalations:
         table.add_row(
@@ -197,8 +220,18 @@ def _escalations(status: CaseStatus) -> Table:
             stamp(e.raised_at),
             Text(e.ticket_key),
             ", ".join(e.notified),
+            _acknowledgement(e),
         )
     return table
+
+
+def _acknowledgement(e: Escalation) -> Text:
+    """Who took the level on, or who it waits for and how often they were told again."""
+    if e.acknowledged_at is not None:
+        return Text(f"by {e.acknowledged_by} {stamp(e.acknowledged_at)}", style="green")
+    if not e.awaits_acknowledgement:
+        return Text("-", style="dim")
+    return Text(f"waiting for {e.owner or '-'} ({e.repeats} reminders)", style="bold yellow")
 
 
 def card(status: CaseStatus, now: datetime | None = None) -> Panel:

@@ -22,7 +22,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows import formats
-from workflows.models import Milestone, Priority
+from workflows.models import Milestone, Priority, RecurringMilestone
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,10 @@ class CaseFacts(BaseModel):
     first_escalation_at: datetime | None = None
     milestone_states: dict[str, str] = Field(default_factory=dict)
     breached_in_timeline: list[str] = Field(default_factory=list)
+    breached_in_sla_events: list[str] = Field(default_factory=list)
+    """Clocks with a breach, or met late, in the sla_events table."""
+    cycles_met: int = 0
+    cycles_breached: int = 0
 
 
 class EscalationFacts(BaseModel):
@@ -98,6 +102,17 @@ class MilestoneFigures(Figures):
     rate: float | None
 
 
+class CycleFigures(Figures):
+    """Cycles of the recurring customer_update milestone: each met by an update in time, or breached."""
+
+    milestone: str
+    cases: int
+    cycles: int
+    met: int
+    breached: int
+    rate: float | None
+
+
 class EscalationLevelFigures(Figures):
     level: str
     tickets: int
@@ -111,6 +126,7 @@ class Report(Figures):
     priorities: list[PriorityFigures]
     intervention: InterventionFigures
     milestones: list[MilestoneFigures]
+    cycles: list[CycleFigures] = Field(default_factory=list)
     escalations: list[EscalationLevelFigures]
 
 
@@ -154,9 +170,11 @@ def first_intervention(case: CaseFacts) -> datetime | None:
 
 
 def breached_milestones(case: CaseFacts) -> set[str]:
-    """From the snapshot's milestone states, and from the milestone each `sla_breached` entry names."""
+    """From the case's SLA events; for cases recorded before those, from the snapshot's milestone states
+    and the milestone each `sla_breached` entry names."""
     found = {name for name, state in case.milestone_states.items() if state in ("breached", "met_late")}
-    return found | (set(case.breached_in_timeline) & {m.value for m in Milestone})
+    recorded = set(case.breached_in_timeline) | set(case.breached_in_sla_events)
+    return found | (recorded & {m.value for m in Milestone})
 
 
 def _counted(case: CaseFacts) -> bool:
@@ -220,6 +238,25 @@ def milestone_figures(cases: Sequence[CaseFacts]) -> list[MilestoneFigures]:
     return out
 
 
+def cycle_figures(cases: Sequence[CaseFacts]) -> list[CycleFigures]:
+    """Counted per cycle, over the cases that ran any; none when no case of the cohort did."""
+    ran = [c for c in cases if c.cycles_met or c.cycles_breached]
+    if not ran:
+        return []
+    met = sum(c.cycles_met for c in ran)
+    breached = sum(c.cycles_breached for c in ran)
+    return [
+        CycleFigures(
+            milestone=RecurringMilestone.CUSTOMER_UPDATE.value,
+            cases=len(ran),
+            cycles=met + breached,
+            met=met,
+            breached=breached,
+            rate=breached / (met + breached),
+        )
+    ]
+
+
 def escalation_figures(escalations: Sequence[EscalationFacts]) -> list[EscalationLevelFigures]:
     levels: dict[str, list[str]] = {}
     for e in escalations:
@@ -246,6 +283,7 @@ def compute_report(
         priorities=[*by_priority, priority_figures("all", cases, end)],
         intervention=intervention_figures(cases, end, within),
         milestones=milestone_figures(cases),
+        cycles=cycle_figures(cases),
         escalations=escalation_figures(escalations),
     )
 
@@ -268,7 +306,16 @@ SELECT c.workflow_id, c.priority, c.phase, c.opened_at, c.engaged_at, c.resolved
         AS milestone_states,
     ARRAY(SELECT e.data->>'milestone' FROM case_events e
         WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'sla_breached'
-          AND e.data ? 'milestone') AS breached_in_timeline
+          AND e.data ? 'milestone') AS breached_in_timeline,
+    ARRAY(SELECT DISTINCT s.clock FROM sla_events s
+        WHERE s.workflow_id = c.workflow_id AND s.life = c.life
+          AND (s.event = 'breach' OR (s.event = 'fulfil' AND s.late))) AS breached_in_sla_events,
+    (SELECT count(*) FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'customer_updated'
+          AND e.data ? 'cycle') AS cycles_met,
+    (SELECT count(*) FROM case_events e
+        WHERE e.workflow_id = c.workflow_id AND e.life = c.life AND e.type = 'update_breached')
+        AS cycles_breached
 FROM cases c
 WHERE c.opened_at >= $1 AND c.opened_at <= $2
 ORDER BY c.opened_at
@@ -398,6 +445,15 @@ def render_table(r: Report) -> str:
         ["milestone", "cases", "breached", "rate"],
         ([m.milestone, str(m.cases), str(m.breached), _percent(m.rate)] for m in r.milestones),
     )
+    if r.cycles:
+        lines += ["", "Recurring milestones, counted per cycle"]
+        lines += _table(
+            ["milestone", "cases", "cycles", "met", "breached", "rate"],
+            (
+                [c.milestone, str(c.cases), str(c.cycles), str(c.met), str(c.breached), _percent(c.rate)]
+                for c in r.cycles
+            ),
+        )
     lines += ["", "Escalations by level"]
     lines += (
         _table(
@@ -446,6 +502,15 @@ def render_csv(r: Report) -> str:
         w.writerow(["breaches", m.milestone, "cases", m.cases])
         w.writerow(["breaches", m.milestone, "breached", m.breached])
         w.writerow(["breaches", m.milestone, "rate", _share(m.rate)])
+    for c in r.cycles:
+        for metric, value in (
+            ("cases", c.cases),
+            ("cycles", c.cycles),
+            ("met", c.met),
+            ("breached", c.breached),
+        ):
+            w.writerow(["cycles", c.milestone, metric, value])
+        w.writerow(["cycles", c.milestone, "rate", _share(c.rate)])
     for e in r.escalations:
         w.writerow(["escalations", e.level, "tickets", e.tickets])
         w.writerow(["escalations", e.level, "cases", e.cases])

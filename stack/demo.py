@@ -74,8 +74,11 @@ async def _escalated_then_closed(client: Client, t: CaseInput) -> None:
     await _act(client, t, "customer_contacted", channel="call", note="bridge opened with Acme ops")
     await asyncio.sleep(10)
     await _act(client, t, "milestone_verified", milestone="data_verified", by="alice")
+    await _act(client, t, "customer_updated", note="rollback of the gateway release under way", by="alice")
     while not (await case_status(client, t.ticket_id)).escalated:
         await asyncio.sleep(2)
+    await _act(client, t, "escalation_acknowledged", level="tech_lead", by="tech-lead", note="on the bridge")
+    await _act(client, t, "customer_updated", note="tech lead on the bridge", by="alice")
     await _act(client, t, "milestone_verified", milestone="troubleshooting", by="tech-lead")
     await _act(client, t, "resolved", summary="Rolled back the faulty gateway release", by="tech-lead")
     await asyncio.sleep(5)

@@ -72,6 +72,13 @@ async def test_p3_raised_to_p1_three_hours_in_is_three_hours_into_its_p1_clock(
         before = await status_when(handle, lambda s: s.milestones[0].state is MilestoneState.MET)
         assert not before.escalated  # the P3 hour is not up yet... but 50 minutes of it are
         await time_env.sleep(timedelta(hours=2, minutes=10))
+        # The tech lead took it, so the P1 manager level is not raised early for want of that.
+        await signal_action(
+            time_env.client, ticket_id, "escalation_acknowledged", {"level": "tech_lead", "by": "ana"}
+        )
+        await status_when(
+            handle, lambda s: bool(s.escalations) and s.escalations[0].acknowledged_at is not None
+        )
         await signal_action(
             time_env.client, ticket_id, "change_priority", {"priority": "P1", "reason": "outage"}
         )

@@ -23,6 +23,13 @@ EXTRAS: dict[str, dict[str, str]] = {
     "milestone_warning": {"milestone": "first_response", "target": "1h00m", "due_at": "2026-11-24 11:00 UTC"},
     "milestone_breach": {"milestone": "first_response", "target": "1h00m", "due_at": "2026-11-24 11:00 UTC"},
     "escalation": {"level": "tech_lead", "after": "1h00m"},
+    "escalation_repeated": {
+        "level": "tech_lead",
+        "repeat": "1",
+        "repeats": "2",
+        "raised_at": "2026-11-24 11:00 UTC",
+        "next_level_at": "2026-11-24 11:45 UTC",
+    },
     "follow_up": {},
     "reminder": {},
     "pause_reminder": {},

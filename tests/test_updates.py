@@ -265,11 +265,13 @@ async def test_customer_updated_is_kept_in_the_timeline_and_stored(
             dev_env.client, ticket_id, "customer_updated", {"note": "fix rolling out", "by": "alice"}
         )
         entry = status.timeline[-1]
-        assert (entry.type, entry.actor, entry.data) == (
+        assert (entry.type, entry.actor, entry.data["note"]) == (
             "customer_updated",
             "alice",
-            {"note": "fix rolling out"},
+            "fix rolling out",
         )
+        # A P1 owes the customer an update every cycle: this one met the cycle it fell in.
+        assert entry.data["milestone"] == "customer_update" and entry.data["cycle"] >= 1
         stored = await pool.fetchrow(
             "SELECT type, actor FROM case_events WHERE workflow_id = $1 AND seq = $2", handle.id, entry.seq
         )

@@ -46,7 +46,7 @@ def seconds_policy(escalate_after: timedelta = timedelta(seconds=2)) -> Policy:
     later_day = DAY_KEYS[(datetime.now(UTC).weekday() + 3) % 7]
     calendars = base.calendars | {"later": CalendarSpec(timezone="UTC", hours={later_day: ["00:00-24:00"]})}
     slow = dict.fromkeys(Milestone, DAY)
-    priorities = {p: base.priorities[p].model_copy(update={"targets": slow}) for p in Priority}
+    priorities = {p: base.priorities[p].model_copy(update={"targets": slow, "every": {}}) for p in Priority}
     priorities[Priority.P4] = base.priorities[Priority.P4].model_copy(
         update={"targets": slow | {Milestone.FIRST_RESPONSE: timedelta(seconds=2)}}
     )

@@ -193,6 +193,11 @@ def default_calendar_spec() -> CalendarSpec:
     return CalendarSpec(timezone="UTC", hours={day: ["09:00-17:00"] for day in DAY_KEYS[:5]})
 
 
+def zone_named(key: str) -> ZoneInfo:
+    """An IANA zone by name, loaded as calendars load theirs (also inside the workflow sandbox)."""
+    return _load_zone(key)
+
+
 def _load_zone(key: str) -> ZoneInfo:
     """The zone's rules as a plain ZoneInfo, also inside Temporal's workflow sandbox.
 

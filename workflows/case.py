@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.case_store import TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, events, messages, rules
+    from workflows import clocks, cycles, events, formats, messages, rules, sla
     from workflows.actions import CaseActions, handles
     from workflows.clocks import CaseClocks, Due, DueKind
     from workflows.journal import (
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import (
         CLOCK_SKEW,
+        ESCALATION_CLOCK,
         WORKFLOW_TYPE,
         ActionPayload,
         AddNote,
@@ -52,7 +53,9 @@ with workflow.unsafe.imports_passed_through():
         CustomerRejected,
         CustomerReplied,
         CustomerUpdated,
+        CycleState,
         Escalation,
+        EscalationAcknowledged,
         Milestone,
         MilestoneState,
         MilestoneStatus,
@@ -60,7 +63,10 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         Phase,
         Priority,
+        RecurringMilestone,
         Resolved,
+        SlaClockEvent,
+        SlaEventKind,
         TimelineEntry,
         WaitingOnCustomer,
     )
@@ -72,6 +78,12 @@ CONTACT_ON_RAISE = "contact-when-raised-to-p1"
 TAM_TOLD_AT_RESOLUTION = "tam-told-at-resolution"
 # A milestone already past due is breached without a 75% warning first.
 NO_LATE_WARNINGS = "no-warning-past-due"
+# Escalations wait for their owner's acknowledgement: told again, then the next level raised early.
+ACKNOWLEDGED_ESCALATIONS = "acknowledged-escalations"
+# Recurring milestones (a P1 customer update every 30 minutes) run in cycles while engaged.
+RECURRING_MILESTONES = "recurring-milestones"
+# Every SLA clock's start, pause, resume, retarget, fulfilment and breach is recorded as an event.
+SLA_EVENTS = "sla-events"
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -195,10 +207,11 @@ class CaseWorkflow(CaseActions):
         ]
         roster = self.policy.roster
         case.assignee = case.assignee or (
-            roster.on_call if case.priority is Priority.P1 else roster.team_queue
+            roster.on_call_at(workflow.now()) if case.priority is Priority.P1 else roster.team_queue
         )
         self._publish(events.opened(case))
         self._publish(events.assigned(case.assignee))
+        self._sla_moment(lambda: sla.milestones_started(case))
         if not self._lean:
             await self._sync()
 
@@ -305,6 +318,12 @@ class CaseWorkflow(CaseActions):
                 self._remind()
             case DueKind.CONFIRMATION_WINDOW:
                 self._close(CloseReason.NO_RESPONSE, events.NO_RESPONSE)
+            case DueKind.REPEAT_ESCALATION:
+                self._repeat_escalation(due.subject)
+            case DueKind.UPDATE_WARN:
+                self._warn_cycle(RecurringMilestone(due.subject))
+            case DueKind.UPDATE_BREACH:
+                self._breach_cycle(RecurringMilestone(due.subject))
 
     def _begin_engagement(self, at: datetime, note: str = "") -> None:
         """Engage: the first time, contact the customer; on a reopen, restart the escalation clock."""
@@ -315,6 +334,8 @@ class CaseWorkflow(CaseActions):
         case.queued_until = None
         self._clocks_moved = True
         self._publish(events.engaged(case, self.policy, at, note))
+        self._align_cycles()
+        self._sla_moment(lambda: sla.escalation_started(case, self._next_level()))
 
     def _warn(self, milestone: Milestone) -> None:
         ms = self._milestone(milestone)
@@ -327,6 +348,7 @@ class CaseWorkflow(CaseActions):
         ms.state = MilestoneState.BREACHED
         self.case.sla_breached = True
         self._publish(events.milestone_breached(ms))
+        self._sla_moment(lambda: [sla.ended(self.case, milestone.value, SlaEventKind.BREACH)])
 
     def _raise_escalation(self, due: Due) -> None:
         """Raise the next level once for this engagement: at once in the case (state, search attributes,
@@ -337,8 +359,33 @@ class CaseWorkflow(CaseActions):
         if case.phase is not Phase.ENGAGED or case.paused or raised:
             return
         ticket = self._ticket(due, f"{life_key(case)}:{case.engagement}:{level.name}", workflow.now())
+        acknowledged = self._since(ACKNOWLEDGED_ESCALATIONS)
+        if acknowledged:
+            ticket.reason = self._early_reason(due) or ticket.reason
         entry = self._mark_escalated(due, ticket)
+        if acknowledged:
+            case.escalations[-1].awaits_acknowledgement = True
+            case.escalations[-1].owner = ticket.assignee
         self._journal.open_ticket(ticket.model_copy(update={"life": case.life, "seq": entry.seq}))
+        self._sla_moment(lambda: [sla.ended(case, ESCALATION_CLOCK, SlaEventKind.BREACH, level=level.name)])
+        self._sla_moment(lambda: sla.escalation_started(case, self._next_level()))
+
+    def _early_reason(self, due: Due) -> str | None:
+        """Why a level is raised before its `after`: the level below it was not acknowledged."""
+        for esc in self.case.escalations:
+            if esc.waiting and esc.next_level_due_at == due.at:
+                below = next(lv for lv in self.policy.escalations if lv.name == esc.level)
+                return events.early_escalation_reason(esc, below)
+        return None
+
+    def _repeat_escalation(self, level_name: str) -> None:
+        """Tell the owner of a level again that it waits for their acknowledgement."""
+        case = self.case
+        esc = next(e for e in case.escalations if e.level == level_name and e.engagement == case.engagement)
+        level = next(lv for lv in self.policy.escalations if lv.name == level_name)
+        esc.repeats += 1
+        clocks.refresh_due_instants(case, self.policy, self.clocks, workflow.now())
+        self._publish(events.escalation_repeated(level, esc))
 
     async def _escalate(self, due: Due) -> None:
         """The inline path of cases opened before the journal was written beside the lifecycle."""
@@ -380,6 +427,63 @@ class CaseWorkflow(CaseActions):
         case.escalated = True
         case.on_standup = True
         return self._publish(events.escalated(level, ticket.ticket_key, ticket.reason))
+
+    # SLA events.
+
+    def _sla_moment(self, moments: Callable[[], list[SlaClockEvent]]) -> None:
+        """Record a moment of the SLA clocks, measured on the case's due instants as they now are."""
+        if not self._since(SLA_EVENTS):
+            return
+        clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
+        found = moments()
+        if found:
+            self._publish(events.sla_clocks(found))
+
+    def _sla_resumed(self) -> None:
+        case = self.case
+        self._sla_moment(
+            lambda: sla.resumed(
+                case,
+                self.clocks.priority,
+                case.pauses[-1],
+                sla.pausing(case, case.escalation_explanation is not None),
+            )
+        )
+
+    def _next_level(self) -> str | None:
+        """The escalation level the engagement's clock now runs towards, if any."""
+        if self.case.phase is not Phase.ENGAGED:
+            return None
+        level = clocks.next_escalation_level(self.case, self.policy)
+        return level[0] if level else None
+
+    # Recurring milestones.
+
+    def _align_cycles(self) -> None:
+        """Start and stop the cycles of recurring milestones as the case's phase, pause and priority say."""
+        case = self.case
+        if not self.policy.for_priority(case.priority).every and not any(c.open for c in case.cycles):
+            return
+        if self._since(RECURRING_MILESTONES):
+            cycles.align(case, self.policy, self.clocks, workflow.now())
+
+    def _every(self, milestone: RecurringMilestone) -> str:
+        every = self.policy.for_priority(self.case.priority).every.get(milestone)
+        return formats.duration(every) if every else "-"
+
+    def _warn_cycle(self, milestone: RecurringMilestone) -> None:
+        cycle = cycles.open_cycle(self.case, milestone)
+        assert cycle is not None
+        cycle.state = CycleState.WARNED
+        self._publish(events.cycle_warned(cycle, self._every(milestone)))
+
+    def _breach_cycle(self, milestone: RecurringMilestone) -> None:
+        cycle = cycles.open_cycle(self.case, milestone)
+        assert cycle is not None
+        cycle.state, cycle.ended_at = CycleState.BREACHED, workflow.now()
+        self.case.sla_breached = True
+        self._publish(events.cycle_breached(cycle, self._every(milestone)))
+        self._align_cycles()
 
     def _remind_paused(self) -> None:
         pause = self.case.pauses[-1]
@@ -443,6 +547,7 @@ class CaseWorkflow(CaseActions):
     def _apply(self, action: ActionPayload) -> None:
         self.handlers[action.action](self, action)
         if action.moves_clocks:
+            self._align_cycles()
             clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         self._clocks_moved = True
 
@@ -458,7 +563,20 @@ class CaseWorkflow(CaseActions):
 
     @handles(CustomerUpdated)
     def _customer_updated(self, action: CustomerUpdated) -> None:
-        self._publish(events.customer_updated(action.note, action.by))
+        met = cycles.current_cycle(self.case, RecurringMilestone.CUSTOMER_UPDATE, workflow.now())
+        if met is not None:
+            met.state, met.ended_at = CycleState.MET, workflow.now()
+        self._publish(events.customer_updated(action.note, action.by, met))
+
+    @handles(EscalationAcknowledged)
+    def _acknowledged(self, action: EscalationAcknowledged) -> None:
+        case = self.case
+        esc = next(e for e in case.escalations if e.level == action.level and e.engagement == case.engagement)
+        esc.acknowledged_at, esc.acknowledged_by = workflow.now(), action.by
+        self._publish(events.escalation_acknowledged(esc.level, action.by, action.note))
+        self._sla_moment(
+            lambda: [m for m in sla.retargeted(case, self._next_level()) if m.clock == ESCALATION_CLOCK]
+        )
 
     @handles(MilestoneVerified)
     def _milestone_verified(self, action: MilestoneVerified) -> None:
@@ -467,6 +585,7 @@ class CaseWorkflow(CaseActions):
     @handles(Resolved)
     def _resolved(self, action: Resolved) -> None:
         case, now = self.case, workflow.now()
+        was_paused, escalation_level = case.paused, self._next_level()
         case.phase = Phase.AWAITING_CONFIRMATION
         case.resolved_at = now
         case.resolution = action.summary
@@ -476,6 +595,12 @@ class CaseWorkflow(CaseActions):
         told = events.tells_tam(self.policy, case.priority, "resolution")
         tell_tam = told and self._since(TAM_TOLD_AT_RESOLUTION)
         self._publish(events.resolved(action.summary, action.by, tell_tam=tell_tam))
+        if was_paused:
+            self._sla_resumed()
+        if escalation_level is not None:
+            self._sla_moment(
+                lambda: [sla.ended(case, ESCALATION_CLOCK, SlaEventKind.FULFIL, level=escalation_level)]
+            )
 
     @handles(CustomerConfirmed)
     def _confirmed(self, action: CustomerConfirmed) -> None:
@@ -492,17 +617,21 @@ class CaseWorkflow(CaseActions):
     @handles(ChangePriority)
     def _change_priority(self, action: ChangePriority) -> None:
         self._reprioritise(action.priority, action.reason)
+        self._sla_moment(lambda: sla.retargeted(self.case, self._next_level()))
 
     @handles(WaitingOnCustomer)
     def _waiting(self, action: WaitingOnCustomer) -> None:
+        escalation_running = self.case.escalation_due_at is not None
         self.case.paused = True
         self.case.pauses.append(Pause(started_at=workflow.now(), note=action.note))
         self._publish(events.paused(action.note))
+        self._sla_moment(lambda: sla.paused(self.case, sla.pausing(self.case, escalation_running)))
 
     @handles(CustomerReplied)
     def _replied(self, action: CustomerReplied) -> None:
         self._end_pause(workflow.now())
         self._publish(events.resumed(action.note))
+        self._sla_resumed()
 
     @handles(AddNote)
     def _note(self, action: AddNote) -> None:
@@ -523,6 +652,7 @@ class CaseWorkflow(CaseActions):
         ms.verified_at = now
         ms.verified_by = by
         self._publish(events.milestone_verified(milestone, late=late, by=by, note=note))
+        self._sla_moment(lambda: [sla.ended(self.case, milestone.value, SlaEventKind.FULFIL, late=late)])
 
     def _reprioritise(self, priority: Priority, reason: str | None) -> None:
         """Re-triage: the new priority's clocks, still counted from the original opened_at."""
@@ -539,7 +669,7 @@ class CaseWorkflow(CaseActions):
         contact = raised and case.engagement >= 1 and self._since(CONTACT_ON_RAISE)
         reassigned_to = None
         if contact and case.assignee == self.policy.roster.team_queue:
-            case.assignee = reassigned_to = self.policy.roster.on_call
+            case.assignee = reassigned_to = self.policy.roster.on_call_at(workflow.now())
         self._publish(
             events.priority_changed(
                 old, priority, reason, contact=contact, reassigned_to=reassigned_to, policy=self.policy
@@ -639,7 +769,7 @@ class CaseWorkflow(CaseActions):
         return next(ms for ms in self.case.milestones if ms.name is milestone)
 
     def _address_of(self, role: Role) -> str:
-        found = messages.recipients(self.case, self.policy, role)
+        found = messages.recipients(self.case, self.policy, role, at=workflow.now())
         return found[0].address if found else role.value
 
     def _outcome(self) -> CaseOutcome:

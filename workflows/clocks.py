@@ -16,14 +16,16 @@ from workflows.calendar import AlwaysOpen, BusinessCalendar
 from workflows.models import (
     CaseStatus,
     ClosedDay,
+    CycleState,
     DueExplanation,
+    Escalation,
     Milestone,
     MilestoneState,
     Pause,
     Phase,
     Priority,
 )
-from workflows.policy import ClockKind, Policy
+from workflows.policy import ClockKind, EscalationLevel, Policy
 
 Clock = BusinessCalendar | AlwaysOpen
 
@@ -35,6 +37,9 @@ class DueKind(StrEnum):
     WARN = "warn"
     BREACH = "breach"
     ESCALATE = "escalate"
+    REPEAT_ESCALATION = "repeat_escalation"
+    UPDATE_WARN = "update_warn"
+    UPDATE_BREACH = "update_breach"
     PAUSE_REMINDER = "pause_reminder"
     REMINDER = "reminder"
     CONFIRMATION_WINDOW = "confirmation_window"
@@ -54,6 +59,9 @@ class Due:
             DueKind.WARN: f"Warn assignee: {self.subject} at 75%",
             DueKind.BREACH: f"SLA target: {self.subject}",
             DueKind.ESCALATE: f"Escalation: {self.subject}",
+            DueKind.REPEAT_ESCALATION: f"Tell {self.subject} again: not acknowledged",
+            DueKind.UPDATE_WARN: f"Warn assignee: {self.subject} cycle at 75%",
+            DueKind.UPDATE_BREACH: f"Recurring target: {self.subject}",
             DueKind.PAUSE_REMINDER: "Remind the customer we are waiting",
             DueKind.REMINDER: "Confirmation reminder",
             DueKind.CONFIRMATION_WINDOW: "Confirmation window ends",
@@ -137,7 +145,9 @@ def refresh_due_instants(case: CaseStatus, policy: Policy, clocks: CaseClocks, n
         ms.due_at = ms.explanation.due_at
         ms.warn_at = clocks.priority.add(case.opened_at, ms.target * policy.warn_at + paused)
     case.escalation_due_at = case.escalation_explanation = None
-    if case.engaged_at is not None and case.phase is Phase.ENGAGED and not case.paused:
+    running = case.engaged_at is not None and case.phase is Phase.ENGAGED and not case.paused
+    early = refresh_acknowledgements(case, policy, clocks, now, running)
+    if running and case.engaged_at is not None:
         level = next_escalation_level(case, policy)
         if level is not None:
             paused, pauses = paused_since(case, clocks.priority, case.engaged_at, now)
@@ -145,12 +155,59 @@ def refresh_due_instants(case: CaseStatus, policy: Policy, clocks: CaseClocks, n
             case.escalation_explanation = due_instant(
                 clocks, case.engaged_at, label, level[1], paused, pauses
             )
+            if early is not None and early.due_at < case.escalation_explanation.due_at:
+                case.escalation_explanation = early
             case.escalation_due_at = case.escalation_explanation.due_at
     if case.paused and case.pauses and case.pauses[-1].reminder_due_at is None:
         pause = case.pauses[-1]
         pause.reminder_due_at = add_business_days(
             clocks.calendar, pause.started_at, policy.pause_reminder_business_days
         )
+
+
+def refresh_acknowledgements(
+    case: CaseStatus, policy: Policy, clocks: CaseClocks, now: datetime, running: bool
+) -> DueExplanation | None:
+    """When each level still waiting for its acknowledgement is told again, and when the next level is
+    raised early for want of one; returns how the early raise of the next level was reached, if any.
+
+    Counted on the priority's clock from the raise, paused time excluded; nothing runs while paused.
+    """
+    early = None
+    ours = [e for e in case.escalations if e.engagement == case.engagement]
+    latest = ours[-1] if ours else None
+    has_next = next_escalation_level(case, policy) is not None
+    for esc in case.escalations:
+        esc.repeat_due_at = esc.next_level_due_at = None
+        level = _level_named(policy, esc.level)
+        if not running or not esc.waiting or esc.engagement != case.engagement or level is None:
+            continue
+        if level.ack_within is None:
+            continue
+        if esc.repeats < level.repeat:
+            esc.repeat_due_at = _unacknowledged(case, esc, level.ack_within, esc.repeats + 1, clocks, now)
+        explanation = due_instant(
+            clocks,
+            esc.raised_at,
+            f"{esc.level} raised, unacknowledged {level.repeat + 1} x {formats.duration(level.ack_within)}",
+            level.ack_within * (level.repeat + 1),
+            *paused_since(case, clocks.priority, esc.raised_at, now),
+        )
+        if esc is latest and has_next:
+            esc.next_level_due_at = explanation.due_at
+            early = explanation
+    return early
+
+
+def _unacknowledged(
+    case: CaseStatus, esc: Escalation, ack_within: timedelta, times: int, clocks: CaseClocks, now: datetime
+) -> datetime:
+    paused, _ = paused_since(case, clocks.priority, esc.raised_at, now)
+    return clocks.priority.add(esc.raised_at, ack_within * times + paused)
+
+
+def _level_named(policy: Policy, name: str) -> EscalationLevel | None:
+    return next((lv for lv in policy.escalations if lv.name == name), None)
 
 
 def next_escalation_level(case: CaseStatus, policy: Policy) -> tuple[str, timedelta] | None:
@@ -189,12 +246,29 @@ def next_due(
         pause = case.pauses[-1] if case.paused and case.pauses else None
         if pause is not None and pause.reminder_due_at is not None and pause.reminded_at is None:
             candidates.append(Due(pause.reminder_due_at, DueKind.PAUSE_REMINDER))
+        candidates += recurring_dues(case, now)
     if case.phase is Phase.AWAITING_CONFIRMATION and case.follow_up_sent_at is not None:
         if case.reminder_due_at is not None and case.reminder_sent_at is None:
             candidates.append(Due(case.reminder_due_at, DueKind.REMINDER))
         if case.confirmation_due_at is not None:
             candidates.append(Due(case.confirmation_due_at, DueKind.CONFIRMATION_WINDOW))
     return min(candidates, key=lambda d: d.at, default=None)
+
+
+def recurring_dues(case: CaseStatus, now: datetime) -> list[Due]:
+    """The repeats of unacknowledged escalations, and the warning and end of each open cycle."""
+    found = [
+        Due(e.repeat_due_at, DueKind.REPEAT_ESCALATION, e.level)
+        for e in case.escalations
+        if e.repeat_due_at is not None
+    ]
+    for cycle in case.cycles:
+        if not cycle.open or cycle.engagement != case.engagement:
+            continue
+        if cycle.state is CycleState.PENDING and cycle.due_at > now:
+            found.append(Due(cycle.warn_at, DueKind.UPDATE_WARN, cycle.milestone.value))
+        found.append(Due(cycle.due_at, DueKind.UPDATE_BREACH, cycle.milestone.value))
+    return found
 
 
 def add_business_days(calendar: BusinessCalendar, start: datetime, days: int) -> datetime:

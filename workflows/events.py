@@ -17,11 +17,14 @@ from workflows import formats
 from workflows.models import (
     CaseStatus,
     CloseReason,
+    Cycle,
+    Escalation,
     EventType,
     Milestone,
     MilestoneStatus,
     NotificationKind,
     Priority,
+    SlaClockEvent,
 )
 from workflows.policy import Channel, EscalationLevel, Policy, Role
 from workflows.safe_text import shown
@@ -190,6 +193,106 @@ def escalated(level: EscalationLevel, ticket_key: str, reason: str) -> Plan:
     )
 
 
+def escalation_repeated(level: EscalationLevel, esc: Escalation) -> Plan:
+    """The owner is told again that a level waits for their acknowledgement."""
+    of = f"{esc.repeats} of {level.repeat}"
+    return Plan(
+        Entry(
+            EventType.ESCALATION_REPEATED,
+            f"{level.name} not acknowledged; {level.owner.value} told again ({of})",
+            data={"level": level.name, "repeat": esc.repeats},
+        ),
+        (
+            Tell(
+                NotificationKind.ESCALATION_REPEATED,
+                (level.owner,),
+                facts={
+                    "level": level.name,
+                    "repeat": str(esc.repeats),
+                    "repeats": str(level.repeat),
+                    "raised_at": formats.instant(esc.raised_at),
+                    "next_level_at": formats.instant(esc.next_level_due_at),
+                },
+            ),
+        ),
+    )
+
+
+def escalation_acknowledged(level: str, by: str, note: str | None) -> Plan:
+    return only(
+        EventType.ESCALATION_ACKNOWLEDGED,
+        f"{level} acknowledged by {by}",
+        actor=by,
+        note=note,
+        data={"level": level},
+    )
+
+
+def early_escalation_reason(waiting: Escalation, level: EscalationLevel) -> str:
+    within = formats.duration(level.ack_within)
+    return f"{waiting.level} not acknowledged within {level.repeat + 1} x {within}"
+
+
+# Recurring milestones.
+
+
+def cycle_facts(cycle: Cycle, every: str) -> dict[str, str]:
+    return {
+        "milestone": f"{cycle.milestone.value} (cycle {cycle.number})",
+        "target": every,
+        "due_at": formats.instant(cycle.due_at),
+    }
+
+
+def cycle_data(cycle: Cycle) -> dict[str, Any]:
+    return {"milestone": cycle.milestone.value, "cycle": cycle.number, "engagement": cycle.engagement}
+
+
+def cycle_warned(cycle: Cycle, every: str) -> Plan:
+    return Plan(
+        Entry(
+            EventType.UPDATE_WARNING,
+            f"{cycle.milestone.value} cycle {cycle.number} due {formats.instant(cycle.due_at)}",
+            data=cycle_data(cycle),
+        ),
+        (Tell(NotificationKind.MILESTONE_WARNING, facts=cycle_facts(cycle, every)),),
+    )
+
+
+def cycle_breached(cycle: Cycle, every: str) -> Plan:
+    return Plan(
+        Entry(
+            EventType.UPDATE_BREACHED,
+            f"{cycle.milestone.value} cycle {cycle.number} missed: no update in {every}",
+            data=cycle_data(cycle),
+        ),
+        (Tell(NotificationKind.MILESTONE_BREACH, facts=cycle_facts(cycle, every)),),
+    )
+
+
+# SLA events.
+
+SLA_WORDS = {
+    "start": "started",
+    "pause": "paused",
+    "resume": "resumed",
+    "retarget": "measured anew",
+    "fulfil": "met",
+    "breach": "breached",
+}
+
+
+def sla_clocks(moments: list[SlaClockEvent]) -> Plan:
+    """One moment of the case's SLA clocks (all of one kind), for the timeline and the sla_events table."""
+    kind = moments[0].event.value
+    names = ", ".join(m.clock + (f" ({m.level})" if m.level else "") for m in moments)
+    return only(
+        EventType.SLA_CLOCK,
+        f"SLA clock {SLA_WORDS[kind]}: {names}",
+        data={"event": kind, "clocks": [m.model_dump(mode="json", exclude_defaults=True) for m in moments]},
+    )
+
+
 # Working the case.
 
 
@@ -197,8 +300,17 @@ def contacted(channel: str, note: str | None) -> Plan:
     return only(EventType.CUSTOMER_CONTACTED, f"customer contacted by {channel}", note=note)
 
 
-def customer_updated(note: str | None, by: str | None) -> Plan:
-    return only(EventType.CUSTOMER_UPDATED, "customer given a progress update", actor=by, note=note)
+def customer_updated(note: str | None, by: str | None, met: Cycle | None = None) -> Plan:
+    """A progress update; `met`: the cycle of a recurring milestone it met."""
+    if met is None:
+        return only(EventType.CUSTOMER_UPDATED, "customer given a progress update", actor=by, note=note)
+    return only(
+        EventType.CUSTOMER_UPDATED,
+        f"customer given a progress update: {met.milestone.value} cycle {met.number} met",
+        actor=by,
+        note=note,
+        data=cycle_data(met),
+    )
 
 
 def paused(note: str | None) -> Plan:

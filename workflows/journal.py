@@ -191,7 +191,7 @@ class CaseJournal:
 
     def _notify(self, case: CaseStatus, policy: Policy, entry: TimelineEntry, tell: Tell) -> None:
         facts = messages.facts(case) | dict(tell.facts)
-        for r in messages.recipients_of(case, policy, tell.kind, tell.roles, tell.channel):
+        for r in messages.recipients_of(case, policy, tell.kind, tell.roles, tell.channel, entry.at):
             self._outbox.append(
                 Notification(
                     dedupe_key=f"{life_key(case)}:{entry.seq}:{tell.kind}:{r.role.value}:{r.channel}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from workflows import formats
@@ -20,20 +21,22 @@ class Recipient:
 
 
 def recipients(
-    case: CaseStatus, policy: Policy, role: Role, channel: Channel | None = None
+    case: CaseStatus, policy: Policy, role: Role, channel: Channel | None = None, at: datetime | None = None
 ) -> list[Recipient]:
-    """Where `role` is reached: on `channel` if given, else on the policy's channels for the role.
+    """Where `role` is reached at `at` (a rotating role: whoever is on duty then; default: the opening):
+    on `channel` if given, else on the policy's channels for the role.
 
     Empty where the case has no address (no TAM on file, no phone for a call).
     """
     customer = case.ticket.customer
     roster = policy.roster
+    when_told = at or case.opened_at
     email: dict[Role, str | None] = {
         Role.CUSTOMER: str(customer.contact_email),
         Role.TAM: str(customer.tam_email) if customer.tam_email else None,
         Role.ASSIGNEE: case.assignee,
-        Role.TECH_LEAD: roster.tech_lead,
-        Role.ENGINEERING_MANAGER: roster.engineering_manager,
+        Role.TECH_LEAD: roster.tech_lead_at(when_told),
+        Role.ENGINEERING_MANAGER: roster.engineering_manager_at(when_told),
         Role.TEAM: roster.team_email,
     }
     channels: list[Channel] = (
@@ -54,13 +57,18 @@ def recipients(
 
 
 def recipients_of(
-    case: CaseStatus, policy: Policy, kind: NotificationKind, roles: Sequence[Role], channel: Channel | None
+    case: CaseStatus,
+    policy: Policy,
+    kind: NotificationKind,
+    roles: Sequence[Role],
+    channel: Channel | None,
+    at: datetime | None = None,
 ) -> list[Recipient]:
-    """Who receives a notification of `kind` meant for `roles`, after the policy's routing of the kind."""
+    """Who receives a notification of `kind` meant for `roles` at `at`, after the policy's routing."""
     return [
         r
         for role in policy.routing.roles_for(kind, list(roles))
-        for r in recipients(case, policy, role, channel)
+        for r in recipients(case, policy, role, channel, at)
     ]
 
 
@@ -141,6 +149,15 @@ def card(case: CaseStatus, due: Due | None) -> str:
             f"{e.level} (engagement {e.engagement}, {when(e.raised_at)})" for e in case.escalations
         )
         tail.append(f"**Escalations:** {raised}")
+    for esc in case.awaiting_acknowledgement:
+        again = f"; told again {when(esc.repeat_due_at)}" if esc.repeat_due_at else ""
+        tail.append(
+            f"**Waiting for acknowledgement:** {esc.level} by {esc.owner or '-'} since {when(esc.raised_at)}"
+            f" ({esc.repeats} reminders{again})"
+        )
+    cycle = next((c for c in reversed(case.cycles) if c.open), None)
+    if cycle is not None:
+        tail.append(f"**{cycle.milestone.value}** cycle {cycle.number}: due {when(cycle.due_at)}")
     if case.sla_breached:
         tail.append("**SLA breached**")
     for trouble in case.attention:

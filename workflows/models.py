@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from workflows.safe_text import is_storable
+from workflows.safe_text import is_storable, shown
 
 TASK_QUEUE = "abh-cases"
 WORKFLOW_TYPE = "CaseWorkflow"
@@ -40,6 +40,12 @@ class Milestone(StrEnum):
     FIRST_RESPONSE = "first_response"
     DATA_VERIFIED = "data_verified"
     TROUBLESHOOTING = "troubleshooting"
+
+
+class RecurringMilestone(StrEnum):
+    """A milestone met again every interval of the policy's `every`, one cycle at a time."""
+
+    CUSTOMER_UPDATE = "customer_update"
 
 
 class MilestoneState(StrEnum):
@@ -72,10 +78,14 @@ class EventType(StrEnum):
     ENGAGED = "engaged"
     CUSTOMER_CONTACTED = "customer_contacted"
     CUSTOMER_UPDATED = "customer_updated"
+    UPDATE_WARNING = "update_warning"
+    UPDATE_BREACHED = "update_breached"
     MILESTONE_WARNING = "milestone_warning"
     SLA_BREACHED = "sla_breached"
     MILESTONE_VERIFIED = "milestone_verified"
     ESCALATED = "escalated"
+    ESCALATION_REPEATED = "escalation_repeated"
+    ESCALATION_ACKNOWLEDGED = "escalation_acknowledged"
     PRIORITY_CHANGED = "priority_changed"
     PAUSED = "paused"
     PAUSE_REMINDER_SENT = "pause_reminder_sent"
@@ -89,6 +99,7 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     CLOSED = "closed"
     REJECTED = "rejected"
+    SLA_CLOCK = "sla_clock"
 
 
 class NotificationKind(StrEnum):
@@ -102,6 +113,7 @@ class NotificationKind(StrEnum):
     MILESTONE_WARNING = "milestone_warning"
     MILESTONE_BREACH = "milestone_breach"
     ESCALATION = "escalation"
+    ESCALATION_REPEATED = "escalation_repeated"
     PAUSE_REMINDER = "pause_reminder"
     FOLLOW_UP = "follow_up"
     REMINDER = "reminder"
@@ -220,10 +232,12 @@ class CustomerContacted(ActionPayload):
 
 
 class CustomerUpdated(ActionPayload):
-    """The customer was given a progress update (a call, an e-mail, a post on the bridge)."""
+    """The customer was given a progress update (a call, an e-mail, a post on the bridge): meets the
+    current cycle of a recurring `customer_update` milestone."""
 
     action = "customer_updated"
     accepted_in = ENGAGED
+    moves_clocks = True
     note: Note | None = None
     by: Actor | None = None
 
@@ -246,6 +260,28 @@ class MilestoneVerified(ActionPayload):
                 return (
                     f"milestones are verified in order; verify {ms.name.value} before {self.milestone.value}"
                 )
+        return None
+
+
+class EscalationAcknowledged(ActionPayload):
+    """The owner of a raised escalation level takes it on: its repeats stop and the next level is not
+    raised early."""
+
+    action = "escalation_acknowledged"
+    accepted_in = ENGAGED
+    moves_clocks = True
+    level: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    by: Actor
+    note: Note | None = None
+
+    def refusal(self, case: CaseStatus) -> str | None:
+        raised = [e for e in case.escalations if e.engagement == case.engagement]
+        found = next((e for e in raised if e.level == self.level), None)
+        if found is None:
+            names = ", ".join(e.level for e in raised) or "none"
+            return f"no {shown(self.level, 64)} escalation is raised in this engagement (raised: {names})"
+        if found.acknowledged_at is not None:
+            return f"{found.level} was already acknowledged by {found.acknowledged_by}"
         return None
 
 
@@ -380,6 +416,77 @@ class Escalation(BaseModel):
     due_at: datetime
     ticket_key: str
     notified: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    """Who the level's ticket went to (the person on duty when it was raised)."""
+    awaits_acknowledgement: bool = False
+    """Raised since escalations are acknowledged; older cases' escalations wait for nobody."""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    repeats: int = 0
+    """How many times the owner was told again for want of an acknowledgement."""
+    repeat_due_at: datetime | None = None
+    next_level_due_at: datetime | None = None
+    """Unacknowledged by then, the next level is raised early."""
+
+    @property
+    def waiting(self) -> bool:
+        return self.awaits_acknowledgement and self.acknowledged_at is None
+
+
+class SlaEventKind(StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETARGET = "retarget"
+    """A priority change: the clock's start, target and paused time measured anew."""
+    FULFIL = "fulfil"
+    BREACH = "breach"
+
+
+ESCALATION_CLOCK = "escalation"
+
+
+class SlaClockEvent(BaseModel):
+    """One moment of one SLA clock (a milestone, or `escalation`: the engagement's clock towards its next
+    level), as `sla_clock` timeline entries and the sla_events table keep it. Start and retarget carry
+    the clock's start, target and paused time so far; a resume carries the time that pause added; each
+    carries the due instant that follows, when the clock is running."""
+
+    clock: str
+    event: SlaEventKind
+    engagement: int = 0
+    level: str | None = None
+    starts_at: datetime | None = None
+    target: timedelta | None = None
+    paused: timedelta = timedelta(0)
+    due_at: datetime | None = None
+    late: bool = False
+
+
+class CycleState(StrEnum):
+    PENDING = "pending"
+    WARNED = "warned"
+    MET = "met"
+    BREACHED = "breached"
+    STOPPED = "stopped"
+    """Ended by a pause, the resolution or a change of priority: neither met nor missed."""
+
+
+class Cycle(BaseModel):
+    """One interval of a recurring milestone: met by the first update inside it, else breached at its end."""
+
+    milestone: RecurringMilestone
+    number: int
+    engagement: int
+    starts_at: datetime
+    warn_at: datetime
+    due_at: datetime
+    state: CycleState = CycleState.PENDING
+    ended_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state in (CycleState.PENDING, CycleState.WARNED)
 
 
 class Trouble(BaseModel):
@@ -419,6 +526,8 @@ class CaseStatus(BaseModel):
     confirmation_due_at: datetime | None = None
     milestones: list[MilestoneStatus] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
+    cycles: list[Cycle] = Field(default_factory=list)
+    """The recent cycles of recurring milestones (every cycle is in the timeline)."""
     escalated: bool = False
     on_standup: bool = False
     sla_breached: bool = False
@@ -431,6 +540,13 @@ class CaseStatus(BaseModel):
     @property
     def needs_attention(self) -> bool:
         return bool(self.attention)
+
+    @property
+    def awaiting_acknowledgement(self) -> list[Escalation]:
+        """The escalation levels of this engagement whose owners have not acknowledged them yet."""
+        if self.phase is not Phase.ENGAGED:
+            return []
+        return [e for e in self.escalations if e.engagement == self.engagement and e.waiting]
 
 
 class CaseOutcome(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflows.calendar import CalendarSpec
-from workflows.models import ContactChannel, Milestone, Priority
+from workflows.models import ContactChannel, Milestone, Priority, RecurringMilestone
+from workflows.rotation import Person, person_at
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
 
@@ -51,6 +52,9 @@ class PriorityPolicy(PolicyModel):
     contact: list[ContactChannel]
     targets: dict[Milestone, Duration]
     tam_told: list[TamMoment] = Field(default_factory=list)
+    every: dict[RecurringMilestone, Duration] = Field(default_factory=dict)
+    """Recurring milestones: one cycle per interval while engaged and not paused (e.g. a P1 customer
+    update every 30 minutes)."""
 
     @model_validator(mode="after")
     def _every_milestone_has_a_target(self) -> PriorityPolicy:
@@ -61,13 +65,25 @@ class PriorityPolicy(PolicyModel):
 
 
 class EscalationLevel(PolicyModel):
-    """A level is raised once per engagement when the case is still unresolved `after` engagement."""
+    """A level is raised once per engagement when the case is still unresolved `after` engagement.
+
+    With `ack_within`, its owner must acknowledge it: unacknowledged, the owner is told again every
+    `ack_within`, `repeat` times, and then the next level is raised early (one more `ack_within` on).
+    """
 
     name: str
     after: Duration
     owner: Role = Role.TECH_LEAD
     notify: list[Role] = Field(default_factory=lambda: [Role.TECH_LEAD, Role.TAM])
     priorities: list[Priority] = Field(default_factory=lambda: list(Priority))
+    ack_within: Duration | None = None
+    repeat: int = Field(default=0, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _repeats_need_a_deadline(self) -> EscalationLevel:
+        if self.repeat and self.ack_within is None:
+            raise ValueError(f"escalation {self.name}: repeat needs ack_within (how long to wait each time)")
+        return self
 
 
 class FollowUpPolicy(PolicyModel):
@@ -131,12 +147,23 @@ class Routing(PolicyModel):
 
 
 class Roster(PolicyModel):
-    on_call: str = "oncall@support.example"
+    """Addresses of the support organisation; the people roles may each be a weekly rotation."""
+
+    on_call: Person = "oncall@support.example"
     team_queue: str = "support-queue@support.example"
-    tech_lead: str = "tech-lead@support.example"
-    engineering_manager: str = "eng-manager@support.example"
+    tech_lead: Person = "tech-lead@support.example"
+    engineering_manager: Person = "eng-manager@support.example"
     team_channel: str = "#support-standup"
     team_email: str = "support-team@support.example"
+
+    def on_call_at(self, at: datetime) -> str:
+        return person_at(self.on_call, at)
+
+    def tech_lead_at(self, at: datetime) -> str:
+        return person_at(self.tech_lead, at)
+
+    def engineering_manager_at(self, at: datetime) -> str:
+        return person_at(self.engineering_manager, at)
 
 
 class Policy(PolicyModel):

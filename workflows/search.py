@@ -17,6 +17,10 @@ CASE_ESCALATED = SearchAttributeKey.for_bool("CaseEscalated")
 CASE_SLA_BREACHED = SearchAttributeKey.for_bool("CaseSlaBreached")
 CASE_OPENED_AT = SearchAttributeKey.for_datetime("CaseOpenedAt")
 CASE_NEEDS_ATTENTION = SearchAttributeKey.for_bool("CaseNeedsAttention")
+# How many escalation levels of the current engagement wait for their owner's acknowledgement (filter
+# `CaseEscalationUnacknowledged > 0`). An Int, not a Bool: SQL visibility stores (the dev server, the
+# compose stack's PostgreSQL) have three Bool columns, all taken.
+CASE_ESCALATION_UNACKNOWLEDGED = SearchAttributeKey.for_int("CaseEscalationUnacknowledged")
 
 ALL_KEYS = (
     CASE_PRIORITY,
@@ -27,11 +31,12 @@ ALL_KEYS = (
     CASE_SLA_BREACHED,
     CASE_OPENED_AT,
     CASE_NEEDS_ATTENTION,
+    CASE_ESCALATION_UNACKNOWLEDGED,
 )
-# Set only once true, so the first upsert of a case is what it was before the attribute existed.
-SET_WHEN_TRUE = (CASE_NEEDS_ATTENTION,)
+# Set only once true (or above 0), so the first upsert of a case is what it was before the attribute existed.
+SET_WHEN_TRUE = (CASE_NEEDS_ATTENTION, CASE_ESCALATION_UNACKNOWLEDGED)
 
-Values = dict[str, str | bool | datetime | None]
+Values = dict[str, str | bool | int | datetime | None]
 
 
 def values_of(case: CaseStatus) -> Values:
@@ -44,6 +49,7 @@ def values_of(case: CaseStatus) -> Values:
         CASE_SLA_BREACHED.name: case.sla_breached,
         CASE_OPENED_AT.name: case.opened_at,
         CASE_NEEDS_ATTENTION.name: case.needs_attention,
+        CASE_ESCALATION_UNACKNOWLEDGED.name: len(case.awaiting_acknowledgement),
     }
 
 

@@ -75,6 +75,31 @@ async def p3_queued_paused_reopened(env: WorkflowEnvironment, pool: asyncpg.Pool
     return h
 
 
+async def p1_acknowledged_and_updated(env: WorkflowEnvironment, pool: asyncpg.Pool) -> Handle:
+    """A P1 whose tech lead acknowledges after one reminder, with customer updates, a missed update cycle
+    and a pause: the acknowledgement, recurring-milestone and SLA-event patches."""
+    await advance_to(env, 1, time(10, 0))
+    async with case_worker(env, pool, "record") as cases:
+        h = await cases.open(ticket(f"R6-{uuid.uuid4().hex[:6]}", "P1"))
+        tid = h.id.removeprefix("case-")
+        await status_when(h, lambda s: s.phase is Phase.ENGAGED)
+        await signal_action(env.client, tid, "customer_contacted", {"channel": "call"})
+        await env.sleep(timedelta(minutes=20))
+        await signal_action(env.client, tid, "customer_updated", {"note": "bridge open"})
+        await env.sleep(timedelta(minutes=58))
+        await status_when(h, lambda s: bool(s.escalations) and s.escalations[0].repeats == 1)
+        await signal_action(env.client, tid, "escalation_acknowledged", {"level": "tech_lead", "by": "ana"})
+        await signal_action(env.client, tid, "waiting_on_customer", {"note": "need a trace"})
+        await env.sleep(timedelta(minutes=30))
+        await signal_action(env.client, tid, "customer_replied", {})
+        await signal_action(env.client, tid, "customer_updated", {"note": "trace read"})
+        await signal_action(env.client, tid, "resolved", {"summary": "rolled back"})
+        await status_when(h, lambda s: s.follow_up_sent_at is not None)
+        await signal_action(env.client, tid, "customer_confirmed", {})
+        await h.result()
+    return h
+
+
 async def cancelled(env: WorkflowEnvironment, pool: asyncpg.Pool) -> Handle:
     await advance_to(env, 1, time(10, 0))
     async with case_worker(env, pool, "record") as cases:
@@ -122,6 +147,7 @@ TIME_SKIPPING: dict[str, Callable[[WorkflowEnvironment, asyncpg.Pool], Awaitable
     "p3_queued_paused_reopened": p3_queued_paused_reopened,
     "cancelled": cancelled,
     "continued_as_new": continued_as_new,
+    "p1_acknowledged_and_updated": p1_acknowledged_and_updated,
 }
 DEV_SERVER = {"updates_on_the_dev_server": updates_on_the_dev_server}
 
