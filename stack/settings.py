@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, PositiveFloat, PrivateAttr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
 from workflows.models import TASK_QUEUE
@@ -62,6 +62,28 @@ Port = Annotated[int, Field(gt=0, lt=65536)]
 FilePath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
 Seconds = Annotated[PositiveFloat, BeforeValidator(_blank_is_unset)]
 
+API_SCOPES = ("intake", "act", "read")
+"""What an API token may do: open cases, act on them, read them."""
+
+
+def _api_tokens(value: Any) -> Any:
+    """`scope=token` pairs, comma-separated, into {token: scopes}; a token may hold several scopes."""
+    value = _blank_is_unset(value)
+    if not isinstance(value, str):
+        return value or {}
+    tokens: dict[str, frozenset[str]] = {}
+    for pair in value.split(","):
+        scope, sep, token = (part.strip() for part in pair.partition("="))
+        if not sep or not token:
+            raise ValueError(f"expected scope=token pairs, got {one_line(scope, 40)!r} without a token")
+        if scope not in API_SCOPES:
+            raise ValueError(f"unknown scope {one_line(scope, 40)!r}; scopes are {', '.join(API_SCOPES)}")
+        tokens[token] = tokens.get(token, frozenset()) | {scope}
+    return tokens
+
+
+ApiTokens = Annotated[dict[str, frozenset[str]], NoDecode, BeforeValidator(_api_tokens)]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_by_name=False)
@@ -97,6 +119,11 @@ class Settings(BaseSettings):
     chat_idempotent: Flag = Field(None, alias="ABH_CHAT_IDEMPOTENT")
     page_idempotent: Flag = Field(None, alias="ABH_PAGE_IDEMPOTENT")
     call_idempotent: Flag = Field(None, alias="ABH_CALL_IDEMPOTENT")
+
+    api_tokens: ApiTokens = Field(default_factory=dict, alias="ABH_API_TOKENS")
+    zendesk_secret: Text = Field(None, alias="ABH_ZENDESK_SECRET")
+    jira_secret: Text = Field(None, alias="ABH_JIRA_SECRET")
+    replay_window: Seconds = Field(300.0, alias="ABH_WEBHOOK_REPLAY_WINDOW")
 
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 
