@@ -72,7 +72,7 @@ for _name, _model in ACTIONS.items():
         methods=["POST"],
         response_model=CaseStatus,
         dependencies=[Depends(require("act"))],
-        responses=documented(401, 403, 404, r409=Refusal),
+        responses=documented(400, 401, 403, 404, r409=Refusal),
         summary=" ".join((_model.__doc__ or _name).split()),
         description=f"Accepted while {accepted_while(_model)}. Answers with the case after the action.",
         name=f"action_{_name}",

@@ -84,7 +84,7 @@ async def open_ticket(request: Request, ticket: CaseInput) -> tuple[Opened, bool
     status_code=201,
     response_model=Opened,
     dependencies=[Depends(require("intake"))],
-    responses=documented(401, 403, r409=Exists),
+    responses=documented(400, 401, 403, r409=Exists),
     summary="Open a case for a ticket",
 )
 async def open_case_route(ticket: CaseInput, request: Request, response: Response) -> Opened | Response:

@@ -3,6 +3,7 @@ both separate processes on the test's dev server and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -118,3 +119,14 @@ def jira_headers(body: bytes, secret: str = JIRA_SECRET, delivery: str | None = 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def phase_is(http: httpx.AsyncClient, ticket_id: str, phase: str, wait: float = 30) -> dict[str, Any]:
+    """The case once it is in `phase`, read over HTTP (the client's headers must allow `read`)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        answer = await http.get(f"/cases/{ticket_id}")
+        if answer.status_code == 200 and answer.json()["phase"] == phase:
+            return dict(answer.json())
+        assert asyncio.get_running_loop().time() < deadline, f"never {phase}: {answer.text[:500]}"
+        await asyncio.sleep(0.2)

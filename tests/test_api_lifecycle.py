@@ -12,20 +12,10 @@ import asyncpg
 import httpx
 
 from stack.samples import ticket
-from tests.api_server import Api
+from tests.api_server import Api, phase_is
 from workflows.models import case_workflow_id
 
 WAIT = 30.0
-
-
-async def phase_is(http: httpx.AsyncClient, ticket_id: str, phase: str) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        answer = await http.get(f"/cases/{ticket_id}")
-        if answer.status_code == 200 and answer.json()["phase"] == phase:
-            return dict(answer.json())
-        assert asyncio.get_running_loop().time() < deadline, f"never {phase}: {answer.text[:500]}"
-        await asyncio.sleep(0.2)
 
 
 async def row_when(pool: asyncpg.Pool, workflow_id: str, phase: str) -> asyncpg.Record:

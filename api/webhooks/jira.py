@@ -178,7 +178,11 @@ class JiraStamp(Loose):
 @router.post(
     "/jira",
     response_model=WebhookResult,
-    responses={201: {"model": WebhookResult}, 202: {"model": WebhookResult}, **documented(401, r409=Refusal)},
+    responses={
+        201: {"model": WebhookResult},
+        202: {"model": WebhookResult},
+        **documented(400, 401, r409=Refusal),
+    },
     summary="Jira Service Management webhook: issue created, issue transitioned",
 )
 async def jira_webhook(

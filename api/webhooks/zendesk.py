@@ -135,7 +135,11 @@ async def signed(
 @router.post(
     "/zendesk",
     response_model=WebhookResult,
-    responses={201: {"model": WebhookResult}, 202: {"model": WebhookResult}, **documented(401, r409=Refusal)},
+    responses={
+        201: {"model": WebhookResult},
+        202: {"model": WebhookResult},
+        **documented(400, 401, r409=Refusal),
+    },
     summary="Zendesk trigger webhook: ticket created, solved, reopened",
 )
 async def zendesk_webhook(
