@@ -72,10 +72,11 @@ def _api_tokens(value: Any) -> Any:
     if not isinstance(value, str):
         return value or {}
     tokens: dict[str, frozenset[str]] = {}
-    for pair in value.split(","):
+    for n, pair in enumerate(value.split(","), 1):
         scope, sep, token = (part.strip() for part in pair.partition("="))
         if not sep or not token:
-            raise ValueError(f"expected scope=token pairs, got {one_line(scope, 40)!r} without a token")
+            # Never echoed: what lacks its `=` may well be a token.
+            raise ValueError(f"expected scope=token pairs; pair {n} has no scope= or no token")
         if scope not in API_SCOPES:
             raise ValueError(f"unknown scope {one_line(scope, 40)!r}; scopes are {', '.join(API_SCOPES)}")
         tokens[token] = tokens.get(token, frozenset()) | {scope}

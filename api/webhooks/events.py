@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -59,16 +59,6 @@ def action(ticket_id: str, name: str, payload: dict[str, Any]) -> Act:
             [{"loc": ("body", "mapped action"), "msg": str(refused), "type": "value_error"}]
         ) from None
     return Act(ticket_id=ticket_id, action=model)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parsed(model: type[M], raw: bytes) -> M:
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as err:
-        raise invalid(err) from None
 
 
 async def deliver(request: Request, source: str, signature: str, event: Event) -> JSONResponse:
