@@ -4,6 +4,7 @@ the API (its body schema, its OpenAPI page) the moment its model is defined."""
 import inspect
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
@@ -13,10 +14,11 @@ from api.cases import TicketPath
 from api.responses import Refusal, documented
 from stack.cases import case_status, update_action
 from workflows.actions import accepted_while
-from workflows.models import ACTIONS, ActionPayload, CaseStatus
+from workflows.models import ACTIONS, ActionPayload, CaseStatus, case_workflow_id
 from workflows.rules import Refused, allowed_now
 
 router = APIRouter(prefix="/cases/{ticket_id}/actions", tags=["actions"])
+log = structlog.get_logger("api")
 
 
 async def refusal(request: Request, ticket_id: str, refused: Refused) -> JSONResponse:
@@ -35,12 +37,16 @@ async def refusal(request: Request, ticket_id: str, refused: Refused) -> JSONRes
 
 async def act(request: Request, ticket_id: str, payload: ActionPayload) -> CaseStatus | JSONResponse:
     """Send the action as an update and answer with the case, or with the case's refusal."""
+    bound = log.bind(ticket_id=ticket_id, workflow_id=case_workflow_id(ticket_id), action=payload.action)
     try:
-        return await update_action(
+        status = await update_action(
             request.app.state.client, ticket_id, payload.action, payload.model_dump(exclude_none=True)
         )
     except Refused as refused:
+        bound.info("action refused", reason=str(refused))
         return await refusal(request, ticket_id, refused)
+    bound.info("action accepted", phase=status.phase.value)
+    return status
 
 
 def _route(model: type[ActionPayload]) -> Any:

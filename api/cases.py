@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
@@ -28,6 +29,7 @@ from workflows.models import (
 )
 
 router = APIRouter(prefix="/cases", tags=["cases"])
+log = structlog.get_logger("api")
 
 TicketPath = Annotated[
     str,
@@ -72,10 +74,13 @@ async def open_ticket(request: Request, ticket: CaseInput) -> tuple[Opened, bool
     future_opened_at(ticket)
     settings: Settings = request.app.state.settings
     client: Client = request.app.state.client
+    bound = log.bind(ticket_id=ticket.ticket_id, workflow_id=case_workflow_id(ticket.ticket_id))
     try:
         await open_case(client, ticket, task_queue=settings.task_queue, ui_url=settings.ui_url)
     except CaseAlreadyExists:
+        bound.info("ticket already has a case", source=ticket.source)
         return opened(request, client, ticket.ticket_id), False
+    bound.info("case opened", source=ticket.source, priority=ticket.priority.value)
     return opened(request, client, ticket.ticket_id), True
 
 

@@ -110,11 +110,12 @@ async def wired() -> AsyncIterator[tuple[Senders, Receiver, Mailbox]]:
             await senders.aclose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api(
     dev_env: WorkflowEnvironment, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
-    """`starter.py serve` and a worker on the dev server and PostgreSQL, on a queue of their own."""
+    """`starter.py serve` and a worker on the dev server and PostgreSQL, on a queue of their own; for one
+    module at a time, so the worker (and the outbox relay it schedules) is gone before other modules run."""
     target = dev_env.client.service_client.config.target_host
     with served(
         target, database_url, f"api-{uuid.uuid4().hex[:8]}", _free_port(), tmp_path_factory.mktemp("api")

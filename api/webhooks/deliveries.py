@@ -7,12 +7,15 @@ import hmac
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import structlog
 from fastapi import HTTPException
 
 CHALLENGE = {"WWW-Authenticate": "Signature"}
+log = structlog.get_logger("api.webhooks")
 
 
 def refused(why: str) -> HTTPException:
+    log.warning("webhook refused", reason=why)
     return HTTPException(401, f"webhook refused: {why}", CHALLENGE)
 
 
