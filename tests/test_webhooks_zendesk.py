@@ -147,3 +147,18 @@ async def test_a_replayed_delivery_is_refused_and_changes_nothing(api: Api, zend
         after = (await http.get(f"/cases/{ticket_id}")).json()
         assert after["phase"] == "engaged"
         assert len(after["timeline"]) == len(before["timeline"])
+
+
+async def test_a_ticket_that_maps_to_no_valid_case_is_named_field_by_field(api: Api, zendesk_id: int) -> None:
+    body = created(zendesk_id).replace(b"ops@acme.example", b"")
+    async with httpx.AsyncClient(base_url=api.url, headers=api.headers("read"), timeout=30) as http:
+        answer = await http.post("/webhooks/zendesk", content=body, headers=zendesk_headers(body))
+        assert answer.status_code == 422, answer.text
+        named = [error["loc"] for error in answer.json()["detail"]]
+        assert ["body", "mapped ticket", "customer", "contact_email"] in named, named
+        assert (await http.get(f"/cases/ZD-{zendesk_id}")).status_code == 404
+        # Refused for its content, not its signature: the corrected ticket is taken.
+        fixed = created(zendesk_id)
+        assert (
+            await http.post("/webhooks/zendesk", content=fixed, headers=zendesk_headers(fixed))
+        ).status_code == 201
