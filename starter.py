@@ -28,6 +28,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from activities.database import connect as connect_database
+from api.serve import DEFAULT_HOST, DEFAULT_PORT, server
 from console import outbox, render, views
 from console.attention import attention_report
 from console.report import parse_since, report_command
@@ -142,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     settle.add_argument("--by", required=True, help="who checked the provider")
     settle.add_argument("--note", help="what the provider showed")
 
+    api = commands.add_parser("serve", help="the HTTP API and the helpdesk webhooks (OpenAPI at /docs)")
+    api.set_defaults(handler=serve_command)
+    api.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    api.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+
     for action, model in ACTIONS.items():
         meaning = " ".join((model.__doc__ or "").split())
         sub = commands.add_parser(action, help=f"{meaning} (accepted while {accepted_while(model)})")
@@ -215,6 +221,15 @@ async def action_command(settings: Settings, args: argparse.Namespace) -> int:
 async def view_command(settings: Settings, args: argparse.Namespace) -> int:
     """`list`, `status` and `history`: read from Temporal."""
     return await views.run_command(await connect(settings), args)
+
+
+async def serve_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the API until Ctrl-C; it refuses every request when ABH_API_TOKENS is unset."""
+    if not settings.api_tokens:
+        log.warning("no ABH_API_TOKENS: every request but /healthz will get 401")
+    print(f"ABH API on http://{args.host}:{args.port} (OpenAPI docs at /docs)", flush=True)
+    await server(settings, host=args.host, port=args.port).serve()
+    return 0
 
 
 async def schedule_standup(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
+import uvicorn
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -27,6 +28,7 @@ from activities.database import connect, migrate
 from activities.notifications import Notifier, Sender, log_sink
 from activities.policy_source import PolicySource
 from activities.standup import StandupActivities
+from api.serve import DEFAULT_HOST, DEFAULT_PORT, server, with_development_token
 from console.gauges import keep_current
 from stack import logs
 from stack.codec_server import codec_app_of
@@ -174,10 +176,15 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                     web_ui=settings.ui_url if settings.embedded_temporal else None,
                 )
                 demo_task = asyncio.create_task(run_demo(stack.client, settings)) if demo else None
+                api = _api_beside(settings, stack.client, pool) if demo else None
+                api_task = asyncio.create_task(api.serve()) if api else None
                 await stop.wait()
                 log.info("stopping worker")
                 if demo_task:
                     demo_task.cancel()
+                if api and api_task:
+                    api.should_exit = True
+                    await api_task
         finally:
             await serving_too.aclose()
             await senders.aclose()
@@ -203,6 +210,17 @@ async def serve_sre_tools(
         app = codec_app_of(settings)
         await stack.enter_async_context(serving(app, settings.codec_host, settings.codec_port))
         log.info("codec server for the Web UI", endpoint=settings.codec_endpoint)
+
+
+def _api_beside(settings: Settings, client: Client, pool: asyncpg.Pool) -> uvicorn.Server:
+    """`make run` serves the HTTP API too, with a development token when none is configured."""
+    settings, token = with_development_token(settings)
+    api = server(settings, client=client, pool=pool)
+    url = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    log.info("HTTP API running", url=url, docs=f"{url}/docs", development_token=token)
+    if token:
+        print(f"\nHTTP API {url} (docs {url}/docs); development token, every scope:\n  {token}\n", flush=True)
+    return api
 
 
 def main() -> None:

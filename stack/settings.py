@@ -73,6 +73,29 @@ Port = Annotated[int, Field(gt=0, lt=65536)]
 FilePath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
 Seconds = Annotated[PositiveFloat, BeforeValidator(_blank_is_unset)]
 
+API_SCOPES = ("intake", "act", "read")
+"""What an API token may do: open cases, act on them, read them."""
+
+
+def _api_tokens(value: Any) -> Any:
+    """`scope=token` pairs, comma-separated, into {token: scopes}; a token may hold several scopes."""
+    value = _blank_is_unset(value)
+    if not isinstance(value, str):
+        return value or {}
+    tokens: dict[str, frozenset[str]] = {}
+    for n, pair in enumerate(value.split(","), 1):
+        scope, sep, token = (part.strip() for part in pair.partition("="))
+        if not sep or not token:
+            # Never echoed: what lacks its `=` may well be a token.
+            raise ValueError(f"expected scope=token pairs; pair {n} has no scope= or no token")
+        if scope not in API_SCOPES:
+            raise ValueError(f"unknown scope {one_line(scope, 40)!r}; scopes are {', '.join(API_SCOPES)}")
+        tokens[token] = tokens.get(token, frozenset()) | {scope}
+    return tokens
+
+
+ApiTokens = Annotated[dict[str, frozenset[str]], NoDecode, BeforeValidator(_api_tokens)]
+
 
 def _keys(value: Any) -> Any:
     value = _blank_is_unset(value)
@@ -160,6 +183,10 @@ class Settings(BaseSettings):
         None, alias="ABH_CODEC_TOKEN"
     )
     codec_origins: Origins = Field(None, alias="ABH_CODEC_CORS_ORIGINS")
+    api_tokens: ApiTokens = Field(default_factory=dict, alias="ABH_API_TOKENS")
+    zendesk_secret: Text = Field(None, alias="ABH_ZENDESK_SECRET")
+    jira_secret: Text = Field(None, alias="ABH_JIRA_SECRET")
+    replay_window: Seconds = Field(300.0, alias="ABH_WEBHOOK_REPLAY_WINDOW")
 
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 

@@ -19,6 +19,7 @@ from activities.senders import Senders
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
 from stack.sender_config import senders_from_env
+from tests.api_server import Api, served
 from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
@@ -107,3 +108,16 @@ async def wired() -> AsyncIterator[tuple[Senders, Receiver, Mailbox]]:
             yield senders, receiver, box
         finally:
             await senders.aclose()
+
+
+@pytest.fixture(scope="module")
+def api(
+    dev_env: WorkflowEnvironment, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """`starter.py serve` and a worker on the dev server and PostgreSQL, on a queue of their own; for one
+    module at a time, so the worker (and the outbox relay it schedules) is gone before other modules run."""
+    target = dev_env.client.service_client.config.target_host
+    with served(
+        target, database_url, f"api-{uuid.uuid4().hex[:8]}", _free_port(), tmp_path_factory.mktemp("api")
+    ) as a:
+        yield a

@@ -1,5 +1,5 @@
-"""One registry of actions: each action is its model; the handler, the signal and update, the CLI command
-and the README line all come from it."""
+"""One registry of actions: each action is its model; the handler, the signal and update, the CLI command,
+the HTTP route and the README line all come from it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import pytest
 
 import starter
+from api.app import create_app
+from stack.settings import Settings
 from workflows.actions import README, payload_shape, readme_table
 from workflows.case import CaseWorkflow
 from workflows.models import ACTIONS, ENGAGED, ActionPayload, AddNote, CustomerReplied, MilestoneVerified
@@ -43,6 +45,16 @@ def test_every_action_is_a_starter_command_of_one_function_with_its_fields_as_op
         assert callable(sub.get_default("handler")), name
     args = parser.parse_args(["milestone_verified", "T-1", "--milestone", "data_verified", "--by", "al"])
     assert (args.milestone, args.by, args.note) == ("data_verified", "al", None)
+
+
+def test_every_action_is_an_http_route_whose_body_is_its_model() -> None:
+    paths = create_app(Settings.from_env({})).openapi()["paths"]
+    for name, model in ACTIONS.items():
+        body = paths[f"/cases/{{ticket_id}}/actions/{name}"]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]
+        refs = [schema.get("$ref")] + [s.get("$ref") for s in schema.get("anyOf", [])]
+        assert f"#/components/schemas/{model.__name__}" in refs, name
+        assert body.get("required", False) is any(f.is_required() for f in model.model_fields.values())
 
 
 def test_a_case_workflow_without_a_handler_for_an_action_is_refused_at_import() -> None:

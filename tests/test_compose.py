@@ -160,6 +160,17 @@ def test_worker_starts_after_temporal_the_app_database_and_the_search_attributes
         assert "healthcheck" in services["temporal"]
 
 
+def test_the_api_runs_starter_serve_from_the_worker_image_on_the_same_stack(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert api["image"] == services["worker"]["image"]
+    assert api["command"][:3] == ["python", "starter.py", "serve"]
+    assert "--host" in api["command"] and api["command"][api["command"].index("--host") + 1] == "0.0.0.0"
+    env = environment(api)
+    assert (env["TEMPORAL_ADDRESS"], env["DATABASE_URL"]) == (TEMPORAL, APP_DATABASE_URL)
+    assert env["ABH_API_TOKENS"] == "", "tokens come from the host environment only"
+    assert "worker" in dependencies(api)
+
+
 def test_worker_reads_policies_from_a_read_only_mount(services: dict[str, Any]) -> None:
     assert "./policies:/app/policies:ro" in services["worker"]["volumes"]
 

@@ -75,7 +75,9 @@ async def test_the_worker_exports_spans_of_a_case(
         await status_when(handle, lambda s: s.timeline[-1].detail == "on the bridge", timeout=60)
     # Stopped: the worker sent what it had buffered.
     spans = received.spans()
-    assert {"RunWorkflow:CaseWorkflow", "HandleSignal:add_note", "StartActivity:record_and_send"} <= set(spans)
+    assert {"RunWorkflow:CaseWorkflow", "HandleSignal:add_note", "StartActivity:record_and_send"} <= set(
+        spans
+    )
     assert "RunActivity:record_and_send" in spans
     # Each activity runs in the trace of the workflow step that scheduled it.
     for activity in ("current_policy", "record_and_send"):

@@ -1,0 +1,86 @@
+"""`POST /cases/{ticket_id}/actions/{action}`: one route per action of the registry, so a new action is in
+the API (its body schema, its OpenAPI page) the moment its model is defined."""
+
+import inspect
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import require
+from api.cases import TicketPath
+from api.responses import Refusal, documented
+from stack.cases import case_status, update_action
+from workflows.actions import accepted_while
+from workflows.models import ACTIONS, ActionPayload, CaseStatus, case_workflow_id
+from workflows.rules import Refused, allowed_now
+
+router = APIRouter(prefix="/cases/{ticket_id}/actions", tags=["actions"])
+log = structlog.get_logger("api")
+
+
+async def refusal(request: Request, ticket_id: str, refused: Refused) -> JSONResponse:
+    """409 with why and what the case accepts now; 404 when the ticket has no case at all."""
+    try:
+        status = await case_status(request.app.state.client, ticket_id)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise HTTPException(404, f"ticket {ticket_id} has no case") from None
+        allowed: list[str] = []
+    else:
+        allowed = allowed_now(status)
+    body = Refusal(detail=str(refused), allowed_now=allowed)
+    return JSONResponse(body.model_dump(), status_code=409)
+
+
+async def act(request: Request, ticket_id: str, payload: ActionPayload) -> CaseStatus | JSONResponse:
+    """Send the action as an update and answer with the case, or with the case's refusal."""
+    bound = log.bind(ticket_id=ticket_id, workflow_id=case_workflow_id(ticket_id), action=payload.action)
+    try:
+        status = await update_action(
+            request.app.state.client, ticket_id, payload.action, payload.model_dump(exclude_none=True)
+        )
+    except Refused as refused:
+        bound.info("action refused", reason=str(refused))
+        return await refusal(request, ticket_id, refused)
+    bound.info("action accepted", phase=status.phase.value)
+    return status
+
+
+def _route(model: type[ActionPayload]) -> Any:
+    """The endpoint of one action, its body typed by the action's model (optional when every field is)."""
+    optional = not any(f.is_required() for f in model.model_fields.values())
+
+    async def endpoint(request: Request, ticket_id: str, payload: Any) -> CaseStatus | JSONResponse:
+        return await act(request, ticket_id, payload if payload is not None else model())
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+            inspect.Parameter("ticket_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=TicketPath),
+            inspect.Parameter(
+                "payload",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[(model | None) if optional else model, Body()],
+                default=None if optional else inspect.Parameter.empty,
+            ),
+        ]
+    )
+    return endpoint
+
+
+for _name, _model in ACTIONS.items():
+    router.add_api_route(
+        f"/{_name}",
+        _route(_model),
+        methods=["POST"],
+        response_model=CaseStatus,
+        dependencies=[Depends(require("act"))],
+        responses=documented(400, 401, 403, 404, r409=Refusal),
+        summary=" ".join((_model.__doc__ or _name).split()),
+        description=f"Accepted while {accepted_while(_model)}. Answers with the case after the action.",
+        name=f"action_{_name}",
+        operation_id=f"action_{_name}",
+    )

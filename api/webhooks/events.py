@@ -1,0 +1,96 @@
+"""What a helpdesk event asks of ABH (open a case, send an action, or nothing) and doing it."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from api.actions import act
+from api.cases import open_ticket
+from api.responses import WebhookResult
+from api.webhooks.deliveries import first_time, forget
+from stack.settings import Settings
+from workflows.models import ActionPayload, CaseInput
+from workflows.rules import Refused, parse_action
+
+
+class Open(BaseModel):
+    ticket: CaseInput
+
+
+class Act(BaseModel):
+    ticket_id: str
+    action: ActionPayload
+
+
+class Ignore(BaseModel):
+    ticket_id: str
+    reason: str
+
+
+Event = Open | Act | Ignore
+
+
+def invalid(err: ValidationError, where: tuple[str | int, ...] = ("body",)) -> RequestValidationError:
+    """A 422 naming each bad field, the shape FastAPI gives a bad body."""
+    errors = err.errors(include_url=False, include_input=False)
+    return RequestValidationError([{**e, "loc": (*where, *e["loc"])} for e in errors])
+
+
+def ticket(data: dict[str, Any]) -> CaseInput:
+    """The case input a helpdesk's ticket maps to; 422 naming the ticket's fields when it does not fit."""
+    try:
+        return CaseInput.model_validate(data)
+    except ValidationError as err:
+        raise invalid(err, ("body", "mapped ticket")) from None
+
+
+def action(ticket_id: str, name: str, payload: dict[str, Any]) -> Act:
+    try:
+        model = parse_action(name, {k: v for k, v in payload.items() if v is not None})
+    except Refused as refused:
+        raise RequestValidationError(
+            [{"loc": ("body", "mapped action"), "msg": str(refused), "type": "value_error"}]
+        ) from None
+    return Act(ticket_id=ticket_id, action=model)
+
+
+async def deliver(request: Request, source: str, signature: str, event: Event) -> JSONResponse:
+    """Do what the event asks, once per delivery: a replayed signature is refused before anything."""
+    settings: Settings = request.app.state.settings
+    pool = request.app.state.pool
+    delivery = hashlib.sha256(signature.encode()).hexdigest()
+    window = timedelta(seconds=settings.replay_window)
+    await first_time(pool, source, delivery, window)
+    try:
+        return await _apply(request, event)
+    except BaseException:
+        await forget(pool, source, delivery)
+        raise
+
+
+async def _apply(request: Request, event: Event) -> JSONResponse:
+    if isinstance(event, Ignore):
+        return _answer(202, WebhookResult(ticket_id=event.ticket_id, outcome="ignored", detail=event.reason))
+    if isinstance(event, Open):
+        case, new = await open_ticket(request, event.ticket)
+        outcome = "opened" if new else "exists"
+        body = WebhookResult(ticket_id=case.ticket_id, outcome=outcome, case=case.case)
+        return _answer(201 if new else 200, body, {"Location": case.case})
+    answer = await act(request, event.ticket_id, event.action)
+    if isinstance(answer, JSONResponse):
+        return answer
+    body = WebhookResult(
+        ticket_id=event.ticket_id, outcome=event.action.action, case=f"/cases/{event.ticket_id}"
+    )
+    return _answer(200, body)
+
+
+def _answer(status: int, body: WebhookResult, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)

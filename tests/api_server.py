@@ -1,0 +1,132 @@
+"""The HTTP API as integrators meet it: `python starter.py serve` on loopback, a `worker.py` beside it,
+both separate processes on the test's dev server and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = Path(__file__).resolve().parent / "webhooks"
+TOKENS = {"intake": "tok-intake", "act": "tok-act", "read": "tok-read", "all": "tok-all"}
+ZENDESK_SECRET = "zendesk-signing-secret"
+JIRA_SECRET = "jira-webhook-secret"
+
+
+def api_tokens() -> str:
+    pairs = [f"{scope}={token}" for scope, token in TOKENS.items() if scope != "all"]
+    pairs += [f"{scope}={TOKENS['all']}" for scope in ("intake", "act", "read")]
+    return ",".join(pairs)
+
+
+@dataclass
+class Api:
+    url: str
+    task_queue: str
+
+    def headers(self, scope: str = "all") -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[scope]}"}
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=out)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def served(temporal_address: str, database_url: str, task_queue: str, port: int, logs: Path) -> Iterator[Api]:
+    """The API and a worker, both stopped on exit; waits until the API answers /healthz."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ABH_", "TEMPORAL_", "DATABASE_", "SMTP_"))
+    }
+    env |= {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "DATABASE_URL": database_url,
+        "ABH_TASK_QUEUE": task_queue,
+        "ABH_API_TOKENS": api_tokens(),
+        "ABH_ZENDESK_SECRET": ZENDESK_SECRET,
+        "ABH_JIRA_SECRET": JIRA_SECRET,
+        "ABH_WEBHOOK_REPLAY_WINDOW": "300",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        stack.enter_context(_process(["worker.py", "--json-logs"], env, logs / "worker.log"))
+        api = stack.enter_context(
+            _process(["starter.py", "serve", "--port", str(port)], env, logs / "api.log")
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start: {(logs / 'api.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield Api(url=url, task_queue=task_queue)
+
+
+def sample(name: str, **fill: Any) -> bytes:
+    """A sample payload from tests/webhooks/, its `{{...}}` markers filled."""
+    text = (SAMPLES / name).read_text(encoding="utf-8")
+    for key, value in fill.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    return json.dumps(json.loads(text)).encode()
+
+
+def zendesk_headers(body: bytes, secret: str = ZENDESK_SECRET, at: datetime | None = None) -> dict[str, str]:
+    stamp = (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = hmac.new(secret.encode(), stamp.encode() + body, hashlib.sha256).digest()
+    return {
+        "Content-Type": "application/json",
+        "X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+    }
+
+
+def jira_headers(body: bytes, secret: str = JIRA_SECRET, delivery: str | None = None) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={digest}"}
+    if delivery:
+        headers["X-Atlassian-Webhook-Identifier"] = delivery
+    return headers
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def phase_is(http: httpx.AsyncClient, ticket_id: str, phase: str, wait: float = 30) -> dict[str, Any]:
+    """The case once it is in `phase`, read over HTTP (the client's headers must allow `read`)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        answer = await http.get(f"/cases/{ticket_id}")
+        if answer.status_code == 200 and answer.json()["phase"] == phase:
+            return dict(answer.json())
+        assert asyncio.get_running_loop().time() < deadline, f"never {phase}: {answer.text[:500]}"
+        await asyncio.sleep(0.2)
