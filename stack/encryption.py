@@ -45,7 +45,7 @@ def parse_keys(text: str) -> tuple[PayloadKey, ...]:
     for n, item in enumerate((part.strip() for part in text.split(",")), start=1):
         key_id, sep, encoded = item.partition("=")
         key_id = key_id.strip()
-        if not sep or not KEY_ID_PATTERN.fullmatch(key_id):
+        if not sep or not encoded.strip() or not KEY_ID_PATTERN.fullmatch(key_id):
             raise ValueError(f"entry {n}: expected id=base64key, the id 1-64 of A-Za-z0-9._-")
         try:
             raw = base64.b64decode(encoded.strip(), validate=True)
