@@ -27,3 +27,22 @@ class BareWorkflow:
             await workflow.execute_activity(bare_step, n, start_to_close_timeout=timedelta(seconds=30))
         await workflow.wait_condition(lambda: self._released)
         return 5
+
+
+async def serve(address: str, task_queue: str) -> None:
+    """Run the yardstick's worker alone, as its own process, until it is stopped."""
+    import asyncio
+
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    client = await Client.connect(address)
+    async with Worker(client, task_queue=task_queue, workflows=[BareWorkflow], activities=[bare_step]):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    asyncio.run(serve(sys.argv[1], sys.argv[2]))

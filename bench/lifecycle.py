@@ -1,6 +1,7 @@
 """A full P1 lifecycle beside a bare Temporal workflow: `python -m bench.lifecycle [--cases 50] [--rounds 4]`.
 
-Both run on the same dev server and the same worker, in interleaved rounds: `--cases` bare workflows at
+Both run on the same dev server, each kind's worker in a process of its own (`worker.py` with the
+default policy, and `bench.bare`), the clients in this one, in interleaved rounds: `--cases` bare workflows at
 once (5 activities and 1 signal), then `--cases` P1 lifecycles at once (open, contact, two milestones,
 resolve, the system's follow-up, confirm, each action an update), and again. Prints each kind's rate and
 the lifecycle's rate as a multiple of the bare workflow's.
@@ -10,19 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.policy_source import PolicySource
-from bench.bare import BareWorkflow, bare_step
-from bench.stack import bench_stack, header
+from bench.bare import BareWorkflow
+from bench.stack import PROJECT, bench_stack, header
 from stack.cases import open_case, update_action
-from stack.samples import round_the_clock_policy, ticket
-from worker import build_worker
+from stack.samples import ticket
 from workflows.rules import Refused
 
 STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -71,16 +72,28 @@ async def timed(n: int, one: Any) -> float:
 async def main(cases: int, rounds: int) -> None:
     async with bench_stack() as stack:
         client, queue = stack.env.client, "bench-lifecycle"
-        source = PolicySource(policy=round_the_clock_policy())
-        worker = build_worker(client, stack.pool, task_queue=queue, policy=source)
+        env = os.environ | {
+            "TEMPORAL_ADDRESS": stack.temporal_address,
+            "DATABASE_URL": stack.database_url,
+            "ABH_TASK_QUEUE": queue,
+        }
+        cases_worker = [sys.executable, str(PROJECT / "worker.py"), "--json-logs"]
+        bare_worker = [sys.executable, "-m", "bench.bare", stack.temporal_address, f"{queue}-bare"]
+        workers = [
+            subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+                command, env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for command in (cases_worker, bare_worker)
+        ]
         spent = {"bare": 0.0, "lifecycle": 0.0}
-        yardstick = Worker(
-            client, task_queue=f"{queue}-bare", workflows=[BareWorkflow], activities=[bare_step]
-        )
-        async with worker, yardstick:
+        try:
             for _ in range(rounds):
                 spent["bare"] += await timed(cases, lambda: bare(client, f"{queue}-bare"))
                 spent["lifecycle"] += await timed(cases, lambda: lifecycle(client, queue))
+        finally:
+            for process in workers:
+                process.terminate()
+                process.wait(timeout=30)
     header()
     total = cases * rounds
     rate = {kind: total / seconds for kind, seconds in spent.items()}

@@ -22,12 +22,10 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.stack import bench_stack, header
+from bench.stack import PROJECT, bench_stack, header
 from stack.cases import open_case, update_action
 from stack.samples import ticket
 from workflows.policy import DEFAULT_POLICY_FILE
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def idle_policy(folder: Path) -> Path:

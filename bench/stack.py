@@ -21,6 +21,8 @@ from stack import logs
 from stack.embedded import start_dev_server, start_postgres
 from worker import pin_zone_rules
 
+PROJECT = Path(__file__).resolve().parent.parent
+
 
 @dataclass
 class BenchStack:
