@@ -1,5 +1,7 @@
 """A full P1 lifecycle beside a bare Temporal workflow: `python -m bench.lifecycle [--cases 50] [--rounds 4]`.
 
+With `--cases 200 --rounds 1` it is also the measure of 200 concurrent lifecycles' update latency.
+
 Both run on the same dev server, each kind's worker in a process of its own (`worker.py` with the
 default policy, and `bench.bare`), the clients in this one, in interleaved rounds: `--cases` bare workflows at
 once (5 activities and 1 signal), then `--cases` P1 lifecycles at once (open, contact, two milestones,
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -43,11 +46,17 @@ async def bare(client: Client, task_queue: str) -> None:
     await handle.result()
 
 
+LATENCIES: list[float] = []
+"""Seconds each lifecycle update took, from its first try to the case's answer."""
+
+
 async def act(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> None:
     """An update, sent again while the case is still being opened (a refusal that says so)."""
+    started = time.perf_counter()
     while True:
         try:
             await update_action(client, ticket_id, action, payload)
+            LATENCIES.append(time.perf_counter() - started)
             return
         except Refused as refusal:
             if "still being opened" not in str(refusal):
@@ -104,6 +113,11 @@ async def main(cases: int, rounds: int) -> None:
         f"{rate['lifecycle']:.1f} cases/s"
     )
     print(f"lifecycle rate / bare rate: {rate['lifecycle'] / rate['bare']:.2f}x")
+    ms = sorted(x * 1000 for x in LATENCIES)
+    print(
+        f"lifecycle updates ({cases} cases at once): {len(ms)}, p50 {statistics.median(ms):.0f} ms, "
+        f"p95 {ms[int(len(ms) * 0.95) - 1]:.0f} ms"
+    )
 
 
 if __name__ == "__main__":
