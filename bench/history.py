@@ -13,7 +13,6 @@ import logging
 import sys
 import tempfile
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -22,19 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.database import connect, migrate
 from activities.policy_source import PolicySource
 from stack import logs
-from stack.cases import open_case, signal_action
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_postgres
-from stack.samples import default_policy, ticket
+from stack.samples import default_policy, escalated_p1_lifecycle
 from worker import build_worker, pin_zone_rules
-from workflows.case import CaseWorkflow
-from workflows.models import CaseStatus, Phase
-
-
-async def until(handle, ready) -> CaseStatus:  # type: ignore[no-untyped-def]
-    while not ready(status := await handle.query(CaseWorkflow.status)):
-        await asyncio.sleep(0.05)
-    return status  # type: ignore[no-any-return]
 
 
 async def main() -> None:
@@ -51,15 +41,8 @@ async def main() -> None:
         source = PolicySource(policy=default_policy())
         tid = f"H-{uuid.uuid4().hex[:8]}"
         async with build_worker(env.client, pool, task_queue="history", policy=source):
-            handle = await open_case(env.client, ticket(tid, "P1"), task_queue="history")
-            await until(handle, lambda s: s.phase is Phase.ENGAGED)
-            await signal_action(env.client, tid, "customer_contacted", {"channel": "call"})
-            await env.sleep(timedelta(minutes=61))
-            await until(handle, lambda s: s.escalated)
-            await signal_action(env.client, tid, "resolved", {"summary": "rolled back"})
-            await until(handle, lambda s: s.follow_up_sent_at is not None)
-            await signal_action(env.client, tid, "customer_confirmed", {})
-            await handle.result()
+            await escalated_p1_lifecycle(env, tid, task_queue="history")
+            handle = env.client.get_workflow_handle(f"case-{tid}")
             kinds = collections.Counter(e.event_type for e in (await handle.fetch_history()).events)
         await env.shutdown()
         await pool.close()

@@ -6,13 +6,18 @@ Kept outside `tests/`, so a benchmark never imports the test suite.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
+from stack.cases import open_case, signal_action
 from workflows.calendar import CalendarSpec
-from workflows.models import CaseInput, Customer, Priority
+from workflows.case import CaseWorkflow
+from workflows.models import CaseInput, CaseOutcome, CaseStatus, Customer, Phase, Priority
 from workflows.policy import Policy, load_policy
 
 
@@ -63,3 +68,23 @@ async def notes_stored(pool: asyncpg.Pool, workflow_id: str, count: int, timeout
     while await pool.fetchval(query, workflow_id) < count:
         assert asyncio.get_running_loop().time() < deadline, "the notes never all reached PostgreSQL"
         await asyncio.sleep(0.05)
+
+
+async def escalated_p1_lifecycle(env: WorkflowEnvironment, ticket_id: str, *, task_queue: str) -> CaseOutcome:
+    """On a time-skipping server: a P1 opened, the customer called, left unresolved past its 60-minute
+    escalation, then resolved and confirmed after the follow-up. The case `bench.history` counts."""
+    handle = await open_case(env.client, ticket(ticket_id, "P1"), task_queue=task_queue)
+
+    async def until(ready: Callable[[CaseStatus], bool]) -> None:
+        while not ready(await handle.query(CaseWorkflow.status)):
+            await asyncio.sleep(0.05)
+
+    await until(lambda s: s.phase is Phase.ENGAGED)
+    await signal_action(env.client, ticket_id, "customer_contacted", {"channel": "call"})
+    await env.sleep(timedelta(minutes=61))
+    await until(lambda s: s.escalated)
+    await signal_action(env.client, ticket_id, "resolved", {"summary": "rolled back"})
+    await until(lambda s: s.follow_up_sent_at is not None)
+    await signal_action(env.client, ticket_id, "customer_confirmed", {})
+    outcome: CaseOutcome = await handle.result()
+    return outcome

@@ -6,7 +6,6 @@ the shape that bench.history and bench.lifecycle measure from going back."""
 from __future__ import annotations
 
 import collections
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -15,9 +14,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import signal_action
+from stack.samples import escalated_p1_lifecycle
 from tests.cases import case_worker, settled, status_when, ticket
 from workflows.case import CaseWorkflow
-from workflows.models import Phase
+from workflows.models import Phase, case_workflow_id
 
 
 async def kinds(handle: WorkflowHandle[CaseWorkflow, Any]) -> collections.Counter[EventType.ValueType]:
@@ -48,15 +48,8 @@ async def test_an_escalated_p1_lifecycle_stays_within_80_events(
     time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
 ) -> None:
     async with case_worker(time_env, pool, task_queue) as cases:
-        handle = await cases.open(ticket(ticket_id, "P1"))
-        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
-        await signal_action(time_env.client, ticket_id, "customer_contacted", {"channel": "call"})
-        await time_env.sleep(timedelta(minutes=61))
-        await status_when(handle, lambda s: s.escalated)
-        await signal_action(time_env.client, ticket_id, "resolved", {"summary": "rolled back"})
-        await status_when(handle, lambda s: s.follow_up_sent_at is not None)
-        await signal_action(time_env.client, ticket_id, "customer_confirmed", {})
-        outcome = await handle.result()
+        outcome = await escalated_p1_lifecycle(time_env, ticket_id, task_queue=cases.task_queue)
+        handle = time_env.client.get_workflow_handle_for(CaseWorkflow.run, case_workflow_id(ticket_id))
         counted = await kinds(handle)
         tickets = await pool.fetchval("SELECT count(*) FROM escalations WHERE workflow_id = $1", handle.id)
     assert outcome.escalations and tickets == 1
