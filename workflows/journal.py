@@ -253,24 +253,34 @@ class CaseJournal:
             self._entries, self._outbox, self._tickets = [], [], []
             status = case.model_copy(update={"timeline": []})
             for part in self._parts(batch, status):
-                record = self._recording_and_sending(part) if self.lean else _recording(part)
-                keys = await self._patiently("recording the case in PostgreSQL", record)
+                keys = await self._patiently("recording the case in PostgreSQL", self._recording(part))
                 self.written = part.seq
                 if keys:
                     self._start_delivery(keys, _addressed(part.notifications, keys))
             self._storing = Unwritten()
 
-    def _recording_and_sending(self, part: CaseChanges) -> Callable[[], Awaitable[list[str]]]:
-        """Store the part and, while the case's deliveries are healthy, send its notifications at once."""
+    def _recording(self, part: CaseChanges) -> Callable[[], Awaitable[list[str]]]:
+        """One attempt to store the part. Lean: a local activity that also sends the part's
+        notifications at once while the case's deliveries are healthy; else the `record_changes`
+        activity of runs that began before ONE_WRITE_PER_CHANGE."""
 
         def attempt() -> Awaitable[list[str]]:
+            summary = f"Record {', '.join(dict.fromkeys(e.type for e in part.events))}"
+            if not self.lean:
+                return workflow.execute_activity_method(
+                    CaseStore.record_changes,
+                    part,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ROUND,
+                    summary=summary,
+                )
             part.send_now = not self._troubles and not self._undelivered
             return workflow.execute_local_activity_method(
                 CaseWriter.record_and_send,
                 part,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ROUND,
-                summary=f"Record {', '.join(dict.fromkeys(e.type for e in part.events))}",
+                summary=summary,
             )
 
         return attempt
@@ -426,19 +436,6 @@ class CaseJournal:
         """Inline path: every delivery started so far has ended, sent or failed for good."""
         while self._deliveries:
             await self._deliveries.pop(0)
-
-
-def _recording(part: CaseChanges) -> Callable[[], Awaitable[list[str]]]:
-    def attempt() -> Awaitable[list[str]]:
-        return workflow.execute_activity_method(
-            CaseStore.record_changes,
-            part,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ROUND,
-            summary=f"Record {', '.join(dict.fromkeys(e.type for e in part.events))}",
-        )
-
-    return attempt
 
 
 def _addressed(notifications: list[Notification], keys: list[str]) -> str:
