@@ -13,11 +13,18 @@ from pydantic import BaseModel, ValidationError
 
 from api.actions import act
 from api.cases import open_ticket
-from api.responses import WebhookResult
+from api.responses import Refusal, WebhookResult, documented
 from api.webhooks.deliveries import first_time, forget
 from stack.settings import Settings
 from workflows.models import ActionPayload, CaseInput
 from workflows.rules import Refused, parse_action
+
+WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    201: {"model": WebhookResult},
+    202: {"model": WebhookResult},
+    **documented(400, 401, r409=Refusal),
+}
+"""What every helpdesk webhook route answers, for its OpenAPI description."""
 
 
 class Open(BaseModel):

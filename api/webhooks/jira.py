@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.responses import Refusal, WebhookResult, documented
+from api.responses import WebhookResult
 from api.webhooks.deliveries import refused, same, within_window
-from api.webhooks.events import Event, Ignore, Open, action, deliver, ticket
+from api.webhooks.events import WEBHOOK_ANSWERS, Event, Ignore, Open, action, deliver, ticket
 from stack.settings import Settings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -178,11 +178,7 @@ class JiraStamp(Loose):
 @router.post(
     "/jira",
     response_model=WebhookResult,
-    responses={
-        201: {"model": WebhookResult},
-        202: {"model": WebhookResult},
-        **documented(400, 401, r409=Refusal),
-    },
+    responses=WEBHOOK_ANSWERS,
     summary="Jira Service Management webhook: issue created, issue transitioned",
 )
 async def jira_webhook(

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from api.responses import Refusal, WebhookResult, documented
+from api.responses import WebhookResult
 from api.webhooks.deliveries import refused, same, within_window
-from api.webhooks.events import Event, Open, action, deliver, ticket
+from api.webhooks.events import WEBHOOK_ANSWERS, Event, Open, action, deliver, ticket
 from stack.settings import Settings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -135,11 +135,7 @@ async def signed(
 @router.post(
     "/zendesk",
     response_model=WebhookResult,
-    responses={
-        201: {"model": WebhookResult},
-        202: {"model": WebhookResult},
-        **documented(400, 401, r409=Refusal),
-    },
+    responses=WEBHOOK_ANSWERS,
     summary="Zendesk trigger webhook: ticket created, solved, reopened",
 )
 async def zendesk_webhook(
