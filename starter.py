@@ -32,6 +32,7 @@ from api.serve import DEFAULT_HOST, DEFAULT_PORT, server
 from console import outbox, render, views
 from console.attention import attention_report
 from console.report import parse_since, report_command
+from simulator import command as simulator_command
 from stack import logs
 from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
 from stack.client import connect
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=serve_command)
     api.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     api.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+
+    simulator_command.add_command(commands).set_defaults(handler=simulate_command)
 
     for action, model in ACTIONS.items():
         meaning = " ".join((model.__doc__ or "").split())
@@ -287,6 +290,11 @@ async def show_report(settings: Settings, args: argparse.Namespace) -> int:
     async with _database(settings) as pool:
         print(await report_command(pool, since, fmt), end="")
     return 0
+
+
+async def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
+    """What if: recorded tickets through a candidate policy; reads PostgreSQL only with --from-db."""
+    return await simulator_command.simulate_command(settings, args, _database)
 
 
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -84,6 +84,9 @@ ACKNOWLEDGED_ESCALATIONS = "acknowledged-escalations"
 RECURRING_MILESTONES = "recurring-milestones"
 # Every SLA clock's start, pause, resume, retarget, fulfilment and breach is recorded as an event.
 SLA_EVENTS = "sla-events"
+# A timer whose instant has come is left to fire instead of being cancelled: cancelling it races its
+# firing (Temporal's time-skipping test server refuses such a completion), and it costs a command.
+DUE_TIMERS_FIRE = "due-timers-fire"
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -291,7 +294,9 @@ class CaseWorkflow(CaseActions):
         """One durable timer for the next due instant, kept while that instant stays the same: an
         action that moves no deadline costs no timer."""
         if self._timer is not None and (due is None or due.at != self._timer_at):
-            self._timer.cancel()
+            assert self._timer_at is not None
+            if self._timer_at > workflow.now() or not workflow.patched(DUE_TIMERS_FIRE):
+                self._timer.cancel()
             self._timer = None
         if due is not None and self._timer is None:
             wait = max(due.at - workflow.now(), timedelta(milliseconds=1))

@@ -1,0 +1,165 @@
+"""Running a simulation: a time-skipping server, a worker with the in-memory books, one replay for each
+ticket and policy, and the books read back as each policy's simulated cases and figures."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from simulator.books import Books, CaseBook, case_id
+from simulator.figures import Simulation, changed_outcomes, run_figures
+from simulator.outcomes import SimulatedCase, simulated_case
+from simulator.replay import HORIZON, Replay, Replayed, TicketReplay
+from simulator.schedule import replay_of
+from simulator.tickets import RecordedTicket, TicketFileError
+from simulator.timeshift import cycles_needed, moved, moved_policy
+from stack.client import register_search_attributes
+from stack.embedded import bundled_binary
+from workflows.case import CaseWorkflow
+from workflows.policy import Policy
+
+TASK_QUEUE = "abh-simulation"
+# The server's clock is moved to this long before the first ticket opens, and the replays started there.
+LEAD = timedelta(hours=1)
+STARTING_AT_ONCE = 50
+BASELINE, CANDIDATE = "baseline", "candidate"
+
+
+@functools.cache
+def quiet_runtime() -> Runtime:
+    """The SDK core's warnings about the test server's capabilities would land among the figures."""
+    errors_only = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=errors_only)))
+
+
+Progress = Callable[[int, int], None]
+"""Called with (replays finished, replays in all)."""
+
+
+async def simulate(
+    tickets: Sequence[RecordedTicket],
+    baseline: Policy,
+    candidate: Policy,
+    progress: Progress | None = None,
+) -> Simulation:
+    """The tickets under both policies, and their figures side by side; one run when they are the same."""
+    began = time.monotonic()
+    same = candidate == baseline
+    runs = await replay_all(
+        tickets, {BASELINE: baseline} if same else {BASELINE: baseline, CANDIDATE: candidate}, progress
+    )
+    start = min(t.opened_at for t in tickets)
+    end = max(t.last_instant() for t in tickets) + HORIZON
+    figures = {run: run_figures(policy.name, cases, start, end) for run, (policy, cases) in runs.items()}
+    base_cases = runs[BASELINE][1]
+    cand_cases = runs[CANDIDATE][1] if not same else base_cases
+    return Simulation(
+        tickets=len(tickets),
+        baseline=figures[BASELINE],
+        candidate=figures[CANDIDATE] if not same else figures[BASELINE],
+        changed=changed_outcomes(base_cases, cand_cases),
+        seconds=round(time.monotonic() - began, 1),
+    )
+
+
+def check_calendars(tickets: Sequence[RecordedTicket], policies: Sequence[Policy]) -> None:
+    for policy in policies:
+        unknown = sorted({t.calendar for t in tickets if t.calendar and t.calendar not in policy.calendars})
+        if unknown:
+            raise TicketFileError(
+                f"calendar: {', '.join(unknown)} not in policy {policy.name!r} "
+                f"(it has {', '.join(sorted(policy.calendars))})"
+            )
+
+
+async def replay_all(
+    tickets: Sequence[RecordedTicket], policies: dict[str, Policy], progress: Progress | None = None
+) -> dict[str, tuple[Policy, list[SimulatedCase]]]:
+    """Every ticket through every policy on one time-skipping server."""
+    check_calendars(tickets, list(policies.values()))
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        runtime=quiet_runtime(),
+    )
+    try:
+        await register_search_attributes(env.client)
+        now = await env.get_current_time()
+        years = cycles_needed(min(t.opened_at for t in tickets), now + LEAD)
+        books = Books({run: moved_policy(p, years) for run, p in policies.items()})
+        await env.sleep(moved(min(t.opened_at for t in tickets), years) - LEAD - now)
+        async with _worker(env.client, books):
+            replays = [
+                replay_of(case_id(run, t.ticket_id), t, books.policy(run), years)
+                for run in policies
+                for t in tickets
+            ]
+            ends = await _replay(env, replays, progress)
+    finally:
+        await env.shutdown()
+    late = [e.case_id for e in ends.values() if e.started_late > timedelta(0)]
+    if late:
+        raise RuntimeError(f"replays started after their ticket opened: {', '.join(late[:5])}")
+    results = {}
+    for run, policy in policies.items():
+        cases = []
+        for t in tickets:
+            cid = case_id(run, t.ticket_id)
+            end = ends[cid]
+            book = books.cases.get(cid, CaseBook())
+            cases.append(simulated_case(t, book, policy, years, end.closed, end.failure))
+        results[run] = (policy, cases)
+    return results
+
+
+def _worker(client: Client, books: Books) -> Worker:
+    """The case workflow as production runs it, but unsandboxed: the sandbox guards code in
+    development (the tests and every worker run it), and re-creating it for each of thousands of
+    short runs would cost a third of the simulation's time."""
+    return Worker(
+        client,
+        task_queue=TASK_QUEUE,
+        workflows=[CaseWorkflow, TicketReplay],
+        activities=[books.current_policy, books.record_and_send],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_cached_workflows=10_000,
+        max_concurrent_workflow_tasks=200,
+        max_concurrent_local_activities=200,
+    )
+
+
+async def _replay(
+    env: WorkflowEnvironment, replays: list[Replay], progress: Progress | None
+) -> dict[str, Replayed]:
+    gate = asyncio.Semaphore(STARTING_AT_ONCE)
+    ends: dict[str, Replayed] = {}
+
+    async def start(replay: Replay) -> WorkflowHandle[TicketReplay, Replayed]:
+        async with gate:
+            return await env.client.start_workflow(
+                TicketReplay.run, replay, id=f"replay-{replay.case_id}", task_queue=TASK_QUEUE
+            )
+
+    async def finished(handle: WorkflowHandle[TicketReplay, Replayed]) -> None:
+        end = await handle.result()
+        ends[end.case_id] = end
+        if progress:
+            progress(len(ends), len(replays))
+
+    # The server's clock moves only once every replay has started, and then by itself: the SDK's own
+    # unlocking for each result waited on would unlock it once per replay, and tasks would time out.
+    with env.auto_time_skipping_disabled():
+        handles = await asyncio.gather(*(start(r) for r in replays))
+        await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        await asyncio.gather(*(finished(h) for h in handles))
+    return ends

@@ -1,0 +1,71 @@
+"""A month of made-up tickets, the same for the same seed: for the benchmark and a first look at the
+simulator without a ticket file (`starter.py simulate --sample 1000`)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from simulator.tickets import RecordedTicket
+from workflows.clocks import clocks_for, engagement_start
+from workflows.models import Priority
+from workflows.policy import load_policy
+
+# Shares of the priorities, and how long (minutes) people take for each step after the one before.
+PRIORITIES = ((Priority.P1, 0.1), (Priority.P2, 0.25), (Priority.P3, 0.4), (Priority.P4, 0.25))
+STEP_MINUTES = {
+    "contacted_at": (2, 30),
+    "data_verified_at": (5, 60),
+    "troubleshooting_at": (10, 90),
+    "resolved_at": (5, 150),
+    "confirmed_at": (30, 2000),
+}
+UPDATE_EVERY_MINUTES = (20, 35)
+
+
+def month_of_tickets(
+    count: int, start: datetime = datetime(2026, 11, 2, tzinfo=UTC), seed: int = 7
+) -> list[RecordedTicket]:
+    """`count` tickets opened over 30 days from `start`, acted on from their engagement under the
+    shipped policy: most followed to a confirmed close, some left unconfirmed, a few paused,
+    re-prioritised or never resolved."""
+    rnd = random.Random(seed)
+    policy = load_policy()
+    tickets = []
+    for n in range(count):
+        opened = start + timedelta(minutes=rnd.uniform(0, 30 * 24 * 60))
+        priority = rnd.choices([p for p, _ in PRIORITIES], [w for _, w in PRIORITIES])[0]
+        row: dict[str, object] = {
+            "ticket_id": f"T-{n + 1:05d}",
+            "priority": priority,
+            "opened_at": opened,
+            "account_id": f"account-{rnd.randrange(40):02d}",
+        }
+        at = engaged = engagement_start(clocks_for(policy, priority, None), opened)
+        for name, (low, high) in STEP_MINUTES.items():
+            if name == "resolved_at" and rnd.random() < 0.05:
+                break
+            if name == "confirmed_at" and rnd.random() < 0.2:
+                break
+            at += timedelta(minutes=rnd.uniform(low, high))
+            row[name] = at
+            if name == "data_verified_at" and rnd.random() < 0.1:
+                row["paused_at"] = at + timedelta(minutes=5)
+                at += timedelta(minutes=rnd.uniform(30, 600))
+                row["resumed_at"] = at
+        if priority is Priority.P1:
+            row["customer_updates"] = _updates(rnd, engaged, row.get("resolved_at", at))
+        if rnd.random() < 0.05 and "resolved_at" in row:
+            row["priority_changed_at"] = opened + timedelta(minutes=rnd.uniform(1, 30))
+            row["new_priority"] = Priority.P1 if priority is not Priority.P1 else Priority.P2
+        tickets.append(RecordedTicket.model_validate(row))
+    return tickets
+
+
+def _updates(rnd: random.Random, engaged: datetime, until: object) -> list[datetime]:
+    """A P1's progress updates, every 20 to 35 minutes from engagement until it is resolved."""
+    assert isinstance(until, datetime)
+    updates, at = [], engaged
+    while (at := at + timedelta(minutes=rnd.uniform(*UPDATE_EVERY_MINUTES))) < until:
+        updates.append(at)
+    return updates

@@ -1,0 +1,248 @@
+"""The ticket file: one recorded ticket a row, as CSV or JSON lines, and the actions it replays.
+
+A row holds the ticket and the instants at which people acted on it (empty: never). Rows are read whole
+before anything runs, and a bad one is refused with its row number and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from workflows.models import (
+    ActionPayload,
+    CaseInput,
+    ChangePriority,
+    ContactChannel,
+    Customer,
+    CustomerConfirmed,
+    CustomerContacted,
+    CustomerRejected,
+    CustomerReplied,
+    CustomerUpdated,
+    Milestone,
+    MilestoneVerified,
+    Priority,
+    Resolved,
+    TicketId,
+    WaitingOnCustomer,
+)
+from workflows.rules import field_errors
+
+ACTOR = "simulation"
+CUSTOMER_EMAIL = "customer@simulation.example"
+
+
+class TicketFileError(ValueError):
+    """A ticket file that cannot be replayed; the message names the row and the field."""
+
+
+# The row's instants in lifecycle order, each with the action it replays.
+_ACTIONS: dict[str, Callable[[RecordedTicket], ActionPayload]] = {
+    "contacted_at": lambda t: CustomerContacted(
+        channel=ContactChannel.CALL if t.priority is Priority.P1 else ContactChannel.EMAIL
+    ),
+    "data_verified_at": lambda t: MilestoneVerified(milestone=Milestone.DATA_VERIFIED, by=ACTOR),
+    "troubleshooting_at": lambda t: MilestoneVerified(milestone=Milestone.TROUBLESHOOTING, by=ACTOR),
+    "customer_updates": lambda t: CustomerUpdated(by=ACTOR),
+    "paused_at": lambda t: WaitingOnCustomer(),
+    "resumed_at": lambda t: CustomerReplied(),
+    "priority_changed_at": lambda t: ChangePriority(priority=t.new_priority, reason="as recorded"),
+    "resolved_at": lambda t: Resolved(summary="resolved, as recorded", by=ACTOR),
+    "rejected_at": lambda t: CustomerRejected(),
+    "confirmed_at": lambda t: CustomerConfirmed(),
+}
+INSTANT_FIELDS = tuple(_ACTIONS)
+
+
+class RecordedTicket(BaseModel):
+    """One row of the ticket file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_id: TicketId
+    priority: Priority
+    opened_at: AwareDatetime
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    calendar: str | None = None
+    contacted_at: AwareDatetime | None = None
+    data_verified_at: AwareDatetime | None = None
+    troubleshooting_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None
+    confirmed_at: AwareDatetime | None = None
+    rejected_at: AwareDatetime | None = None
+    paused_at: AwareDatetime | None = None
+    resumed_at: AwareDatetime | None = None
+    priority_changed_at: AwareDatetime | None = None
+    new_priority: Priority | None = None
+    customer_updates: list[AwareDatetime] = []
+    """Progress updates given to the customer (a P1's recurring milestone); in CSV, separated by `;`."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_never(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("customer_updates", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return (
+            [part.strip() for part in value.split(";") if part.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator(*INSTANT_FIELDS)
+    @classmethod
+    def _after_opening(cls, value: Any, info: ValidationInfo) -> Any:
+        opened = info.data.get("opened_at")
+        for at in value if isinstance(value, list) else [value]:
+            if at is not None and opened is not None and at < opened:
+                raise ValueError(f"{at.isoformat()} is before opened_at {opened.isoformat()}")
+        return value
+
+    @field_validator("resumed_at")
+    @classmethod
+    def _after_pause(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        paused = info.data.get("paused_at")
+        if value is not None and (paused is None or value < paused):
+            raise ValueError("needs an earlier paused_at")
+        return value
+
+    @model_validator(mode="after")
+    def _priority_change_is_whole(self) -> RecordedTicket:
+        if (self.priority_changed_at is None) != (self.new_priority is None):
+            raise ValueError("priority_changed_at and new_priority go together")
+        return self
+
+    def instants(self) -> list[tuple[str, datetime]]:
+        """Every instant of the row but opened_at, with its field's name, in the lifecycle's order."""
+        found = []
+        for name in _ACTIONS:
+            value = getattr(self, name)
+            found += [(name, at) for at in (value if isinstance(value, list) else [value]) if at is not None]
+        return found
+
+    def moved(self, shift: Callable[[datetime], datetime]) -> RecordedTicket:
+        """The same ticket with every instant passed through `shift`."""
+        changes: dict[str, Any] = {"opened_at": shift(self.opened_at)}
+        for name in _ACTIONS:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                changes[name] = [shift(at) for at in value]
+            elif value is not None:
+                changes[name] = shift(value)
+        return self.model_copy(update=changes)
+
+    def last_instant(self) -> datetime:
+        return max([self.opened_at, *(at for _, at in self.instants())])
+
+    def case_input(self, opened_at: datetime) -> CaseInput:
+        return CaseInput(
+            ticket_id=self.ticket_id,
+            priority=self.priority,
+            subject=f"Recorded ticket {self.ticket_id}",
+            customer=Customer(
+                account_id=self.account_id,
+                name=self.account_id,
+                contact_email=CUSTOMER_EMAIL,
+                calendar=self.calendar,
+            ),
+            opened_at=opened_at,
+            source="simulation",
+        )
+
+    def actions(self) -> list[tuple[datetime, ActionPayload]]:
+        """What people did, in the order they did it (the lifecycle's order for equal instants)."""
+        done = [(at, rank, _ACTIONS[name](self)) for rank, (name, at) in enumerate(self.instants())]
+        return [(at, action) for at, _, action in sorted(done, key=lambda d: (d[0], d[1]))]
+
+
+FIELDS = ["ticket_id", "priority", "opened_at", "account_id", "calendar", *_ACTIONS, "new_priority"]
+
+
+def read_tickets(path: Path) -> list[RecordedTicket]:
+    """The file's tickets: JSON lines when it ends in .jsonl/.ndjson/.json, CSV otherwise."""
+    text = path.read_text(encoding="utf-8-sig")
+    rows = _json_rows(text) if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else _csv_rows(text)
+    return parse_rows(rows)
+
+
+def parse_rows(rows: Iterable[tuple[int, Any]]) -> list[RecordedTicket]:
+    """Every row valid, and each ticket once, or TicketFileError naming each bad row and field."""
+    tickets: list[RecordedTicket] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for number, row in rows:
+        try:
+            ticket = RecordedTicket.model_validate(row)
+        except ValidationError as err:
+            errors.append(f"row {number}: {field_errors(err)}")
+            continue
+        if ticket.ticket_id in seen:
+            errors.append(
+                f"row {number}: ticket_id: {ticket.ticket_id} is already on row {seen[ticket.ticket_id]}"
+            )
+            continue
+        seen[ticket.ticket_id] = number
+        tickets.append(ticket)
+    if errors:
+        raise TicketFileError(
+            "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
+        )
+    if not tickets:
+        raise TicketFileError("the file holds no tickets")
+    return tickets
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = [f for f in reader.fieldnames or [] if f not in FIELDS]
+    if unknown:
+        raise TicketFileError(f"row 1: unknown columns: {', '.join(unknown)} (known: {', '.join(FIELDS)})")
+    for row in reader:
+        yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+
+
+def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TicketFileError(f"row {number}: not a JSON object ({err.msg})") from None
+
+
+def write_csv(tickets: Iterable[RecordedTicket]) -> str:
+    """The tickets as a ticket file (CSV), e.g. for `--from-db` output kept for later runs."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for t in tickets:
+        writer.writerow({k: _text(v) for k, v in t.model_dump().items()})
+    return out.getvalue()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(_text(v) for v in value)
+    return value.isoformat() if isinstance(value, datetime) else str(value)
