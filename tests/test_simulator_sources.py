@@ -1,0 +1,155 @@
+"""Where the simulator's tickets come from and when their actions arrive: PostgreSQL's record of a real
+case, the 28-year move onto the test server's clock, and the actions a queued case defers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from simulator.from_db import tickets_from_db
+from simulator.run import simulate
+from simulator.schedule import AFTER_ENGAGEMENT, replay_of
+from simulator.tickets import RecordedTicket
+from simulator.timeshift import cycles_needed, moved, moved_policy
+from stack.cases import signal_action
+from tests.cases import advance_to, case_worker, settled, ticket
+from workflows.calendar import CalendarSpec
+from workflows.models import EventType
+from workflows.policy import load_policy
+from workflows.rotation import Rotation
+
+WEDNESDAY = 2
+
+
+async def test_a_recorded_case_comes_back_from_the_database_and_replays_to_the_same_outcome(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    policy = load_policy()
+    await advance_to(time_env, WEDNESDAY, time(10, 0))
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("customer_contacted", {"channel": "email"}),
+        ("milestone_verified", {"milestone": "data_verified"}),
+        ("change_priority", {"priority": "P1", "reason": "checkout down"}),
+        ("waiting_on_customer", {}),
+        ("customer_replied", {}),
+        ("customer_updated", {"note": "rolling back"}),
+        ("milestone_verified", {"milestone": "troubleshooting"}),
+        ("resolved", {"summary": "rolled back"}),
+        ("customer_confirmed", {}),
+    ]
+    async with case_worker(time_env, pool, task_queue, policy=policy) as cases:
+        handle = await cases.open(ticket(ticket_id, "P2"))
+        for action, payload in steps:
+            await time_env.sleep(timedelta(minutes=17))
+            await signal_action(time_env.client, ticket_id, action, payload)
+        original = await handle.result()
+        status = await settled(handle, pool)
+
+    opened = status.opened_at
+    found = await tickets_from_db(pool, opened - timedelta(seconds=1), opened + timedelta(seconds=1))
+    recorded = next(t for t in found if t.ticket_id == ticket_id)
+
+    def at(kind: EventType, nth: int = 0) -> datetime:
+        return [e.at for e in status.timeline if e.type == kind][nth]
+
+    verified = {m.name.value: m.verified_at for m in status.milestones}
+    assert recorded.priority == "P2" and recorded.new_priority == "P1"
+    assert recorded.opened_at == opened
+    assert recorded.contacted_at == at(EventType.CUSTOMER_CONTACTED)
+    assert recorded.data_verified_at == verified["data_verified"]
+    assert recorded.priority_changed_at == at(EventType.PRIORITY_CHANGED)
+    assert recorded.paused_at == at(EventType.PAUSED)
+    assert recorded.resumed_at == at(EventType.RESUMED)
+    assert recorded.customer_updates == [at(EventType.CUSTOMER_UPDATED)]
+    assert recorded.troubleshooting_at == verified["troubleshooting"]
+    assert recorded.resolved_at == at(EventType.RESOLVED)
+    assert recorded.confirmed_at == at(EventType.CUSTOMER_CONFIRMED)
+
+    sim = await simulate([recorded], policy, policy)
+    assert sim.changed == []
+    replayed = sim.baseline.report
+    assert [e.level for e in replayed.escalations] == sorted({e.level for e in original.escalations})
+    breached = {m.milestone for m in replayed.milestones if m.breached}
+    assert breached == {m.value for m in original.breached_milestones}
+    mttr = replayed.priorities[0].to_resolved.median
+    assert mttr is not None and original.time_to_resolution is not None
+    assert abs(mttr - original.time_to_resolution) < timedelta(
+        seconds=1
+    )  # the simulator counts whole seconds
+
+
+def test_the_move_keeps_weekdays_dates_and_local_hours() -> None:
+    t = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/London moves to summer time
+    later = moved(t, 28)
+    assert later.weekday() == t.weekday() and (later.month, later.day) == (3, 29)
+    london = "Europe/London"
+    from zoneinfo import ZoneInfo
+
+    assert later.astimezone(ZoneInfo(london)).hour == t.astimezone(ZoneInfo(london)).hour
+    assert moved(date(2028, 2, 29), 28) == date(2056, 2, 29)
+    assert cycles_needed(datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 12, 6, tzinfo=UTC)) == 28
+    assert cycles_needed(datetime(1990, 1, 1, tzinfo=UTC), datetime(2026, 12, 6, tzinfo=UTC)) == 56
+
+
+def test_the_policy_dates_move_with_the_tickets() -> None:
+    policy = load_policy()
+    spec = CalendarSpec(
+        timezone="Europe/London",
+        hours={"mon": ["09:00-17:00"]},
+        holidays=[date(2026, 12, 25)],
+        holidays_by_year={2026: ["12-26"]},
+        closures=[{"date": date(2026, 12, 24), "start": "13:00", "end": "24:00"}],
+    )
+    rotation = Rotation(
+        people=["ana@x.example", "ben@x.example"],
+        handoff_day="mon",
+        handoff_time=time(9),
+        timezone="Europe/London",
+        starting=date(2026, 1, 5),
+    )
+    policy = policy.model_copy(
+        update={
+            "calendars": {**policy.calendars, "uk": spec},
+            "roster": policy.roster.model_copy(update={"tech_lead": rotation}),
+        }
+    )
+    later = moved_policy(policy, 28)
+    uk = later.calendars["uk"]
+    assert uk.holidays == [date(2054, 12, 25)] and uk.holidays_by_year == {2054: ["12-26"]}
+    assert uk.closures[0].date == date(2054, 12, 24)
+    assert isinstance(later.roster.tech_lead, Rotation) and later.roster.tech_lead.starting == date(
+        2054, 1, 5
+    )
+    instant = datetime(2026, 3, 10, 10, tzinfo=UTC)
+    assert later.roster.tech_lead_at(moved(instant, 28)) == policy.roster.tech_lead_at(instant)
+
+
+def test_an_action_the_policy_would_keep_queued_waits_for_the_engagement() -> None:
+    """Recorded at 08:30 under a policy that opened at 08:00; replayed under one that opens at 09:00."""
+    policy = load_policy()
+    recorded = RecordedTicket(
+        ticket_id="Q1",
+        priority="P3",
+        opened_at=datetime(2026, 11, 4, 7, 55, tzinfo=UTC),
+        account_id="acme",
+        contacted_at=datetime(2026, 11, 4, 8, 30, tzinfo=UTC),
+        data_verified_at=datetime(2026, 11, 4, 9, 30, tzinfo=UTC),
+        priority_changed_at=datetime(2026, 11, 4, 8, 40, tzinfo=UTC),
+        new_priority="P4",
+    )
+    replay = replay_of("baseline/case-Q1", recorded, policy, 0)
+    engaged = datetime(2026, 11, 4, 9, tzinfo=UTC)
+    assert [(s.action, s.at) for s in replay.steps] == [
+        ("change_priority", datetime(2026, 11, 4, 8, 40, tzinfo=UTC)),
+        ("customer_contacted", engaged + AFTER_ENGAGEMENT),
+        ("milestone_verified", datetime(2026, 11, 4, 9, 30, tzinfo=UTC)),
+    ]
+    raised_to_p1 = recorded.model_copy(update={"new_priority": "P1"})
+    steps = replay_of("baseline/case-Q1", raised_to_p1, policy, 0).steps
+    assert [(s.action, s.at) for s in steps][:2] == [
+        ("change_priority", datetime(2026, 11, 4, 8, 40, tzinfo=UTC)),
+        ("customer_contacted", datetime(2026, 11, 4, 8, 40, tzinfo=UTC) + AFTER_ENGAGEMENT),
+    ]
