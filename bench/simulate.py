@@ -38,9 +38,8 @@ async def main() -> None:
     sim = await simulate(tickets, baseline, candidate)
     total = time.monotonic() - began
     replays = len(tickets) * (1 if args.baseline_only else 2)
-    print(
-        f"tickets: {len(tickets)} over 30 days; replays: {replays} ({'one policy' if args.baseline_only else 'baseline and candidate'})"
-    )
+    runs = "one policy" if args.baseline_only else "baseline and candidate"
+    print(f"tickets: {len(tickets)} over 30 days; replays: {replays} ({runs})")
     print(f"replay: {sim.seconds:.1f} s; whole run: {total:.1f} s; {replays / sim.seconds:.1f} replays/s")
     print(f"outcomes changed by the candidate: {len(sim.changed)}")
 
