@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import resource
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -62,3 +63,9 @@ def header() -> None:
     module = Path(sys.argv[0]).stem
     print(f"command: python -m bench.{module} {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of every process it started and has reaped (servers, pool workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

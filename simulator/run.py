@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
@@ -25,6 +29,7 @@ from simulator.tickets import RecordedTicket, TicketFileError
 from simulator.timeshift import cycles_needed, moved, moved_policy
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary
+from worker import pin_zone_rules
 from workflows.case import CaseWorkflow
 from workflows.policy import Policy
 
@@ -32,6 +37,9 @@ TASK_QUEUE = "abh-simulation"
 # The server's clock is moved to this long before the first ticket opens, and the replays started there.
 LEAD = timedelta(hours=1)
 STARTING_AT_ONCE = 50
+# Replays per time-skipping server: its one clock stops at every instant any of its replays needs, so a
+# server's work grows faster than its replays; shards this size kept the rate flat (docs/performance.md).
+SHARD_REPLAYS = 250
 BASELINE, CANDIDATE = "baseline", "candidate"
 
 
@@ -51,12 +59,19 @@ async def simulate(
     baseline: Policy,
     candidate: Policy,
     progress: Progress | None = None,
+    *,
+    shard_replays: int = SHARD_REPLAYS,
+    processes: int | None = None,
 ) -> Simulation:
     """The tickets under both policies, and their figures side by side; one run when they are the same."""
     began = time.monotonic()
     same = candidate == baseline
     runs = await replay_all(
-        tickets, {BASELINE: baseline} if same else {BASELINE: baseline, CANDIDATE: candidate}, progress
+        tickets,
+        {BASELINE: baseline} if same else {BASELINE: baseline, CANDIDATE: candidate},
+        progress,
+        shard_replays=shard_replays,
+        processes=processes,
     )
     start = min(t.opened_at for t in tickets)
     end = max(t.last_instant() for t in tickets) + HORIZON
@@ -82,11 +97,61 @@ def check_calendars(tickets: Sequence[RecordedTicket], policies: Sequence[Policy
             )
 
 
+Pair = tuple[str, RecordedTicket]
+"""One replay to run: a ticket under the policy of a run (baseline or candidate)."""
+
+
+@dataclass
+class ShardResult:
+    """What one time-skipping server made of its share of the replays."""
+
+    years: int
+    ends: dict[str, Replayed]
+    books: dict[str, CaseBook]
+
+
 async def replay_all(
-    tickets: Sequence[RecordedTicket], policies: dict[str, Policy], progress: Progress | None = None
+    tickets: Sequence[RecordedTicket],
+    policies: dict[str, Policy],
+    progress: Progress | None = None,
+    *,
+    shard_replays: int = SHARD_REPLAYS,
+    processes: int | None = None,
 ) -> dict[str, tuple[Policy, list[SimulatedCase]]]:
-    """Every ticket through every policy on one time-skipping server."""
+    """Every ticket through every policy: in one time-skipping server when they fit in a shard, else
+    in shards of consecutive tickets, each on its own server and worker, run by `processes` processes
+    (default: one per core)."""
     check_calendars(tickets, list(policies.values()))
+    pairs = [(run, t) for t in sorted(tickets, key=lambda t: t.opened_at) for run in policies]
+    shards = [pairs[i : i + shard_replays] for i in range(0, len(pairs), shard_replays)]
+    tally = _Tally(len(pairs), progress)
+    if len(shards) == 1:
+        results = [await replay_shard(shards[0], policies, tally.one)]
+    else:
+        results = await _in_processes(shards, policies, tally, processes or os.cpu_count() or 1)
+    shard_of = {
+        case_id(run, t.ticket_id): result
+        for result, shard in zip(results, shards, strict=True)
+        for run, t in shard
+    }
+    out = {}
+    for run, policy in policies.items():
+        cases = []
+        for t in tickets:
+            cid = case_id(run, t.ticket_id)
+            result = shard_of[cid]
+            end = result.ends[cid]
+            book = result.books.get(cid, CaseBook())
+            cases.append(simulated_case(t, book, policy, result.years, end.closed, end.failure))
+        out[run] = (policy, cases)
+    return out
+
+
+async def replay_shard(
+    pairs: Sequence[Pair], policies: dict[str, Policy], finished: Callable[[], None]
+) -> ShardResult:
+    """The replays of one shard on a time-skipping server of its own; `finished` is called as each ends."""
+    pin_zone_rules()  # in every process that replays, as in every worker
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=bundled_binary("temporal-test-server"),
@@ -95,31 +160,66 @@ async def replay_all(
     try:
         await register_search_attributes(env.client)
         now = await env.get_current_time()
-        years = cycles_needed(min(t.opened_at for t in tickets), now + LEAD)
+        first = min(t.opened_at for _, t in pairs)
+        years = cycles_needed(first, now + LEAD)
         books = Books({run: moved_policy(p, years) for run, p in policies.items()})
-        await env.sleep(moved(min(t.opened_at for t in tickets), years) - LEAD - now)
+        await env.sleep(moved(first, years) - LEAD - now)
         async with _worker(env.client, books):
-            replays = [
-                replay_of(case_id(run, t.ticket_id), t, books.policy(run), years)
-                for run in policies
-                for t in tickets
-            ]
-            ends = await _replay(env, replays, progress)
+            replays = [replay_of(case_id(run, t.ticket_id), t, books.policy(run), years) for run, t in pairs]
+            ends = await _replay(env, replays, finished)
     finally:
         await env.shutdown()
     late = [e.case_id for e in ends.values() if e.started_late > timedelta(0)]
     if late:
         raise RuntimeError(f"replays started after their ticket opened: {', '.join(late[:5])}")
-    results = {}
-    for run, policy in policies.items():
-        cases = []
-        for t in tickets:
-            cid = case_id(run, t.ticket_id)
-            end = ends[cid]
-            book = books.cases.get(cid, CaseBook())
-            cases.append(simulated_case(t, book, policy, years, end.closed, end.failure))
-        results[run] = (policy, cases)
-    return results
+    return ShardResult(years=years, ends=ends, books=books.cases)
+
+
+class _Tally:
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self._progress = total, 0, progress
+
+    def one(self) -> None:
+        self.done += 1
+        if self._progress:
+            self._progress(self.done, self.total)
+
+
+async def _in_processes(
+    shards: Sequence[Sequence[Pair]], policies: dict[str, Policy], tally: _Tally, processes: int
+) -> list[ShardResult]:
+    """The shards on a pool of fresh processes (spawned: the SDK's runtime threads do not survive a
+    fork), each replay's end reported back through a queue for the progress bar."""
+    context = multiprocessing.get_context("spawn")
+    ended: multiprocessing.Queue[None] = context.Queue()
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(
+        max_workers=min(processes, len(shards)),
+        mp_context=context,
+        initializer=_child_started,
+        initargs=(ended,),
+    ) as pool:
+        runs = asyncio.gather(*(loop.run_in_executor(pool, _shard_in_child, s, policies) for s in shards))
+        while not runs.done():
+            await asyncio.wait([runs], timeout=0.2)
+            while not ended.empty():
+                ended.get()
+                tally.one()
+        return runs.result()
+
+
+_ended: multiprocessing.Queue[None] | None = None
+
+
+def _child_started(ended: multiprocessing.Queue[None]) -> None:
+    global _ended
+    _ended = ended
+
+
+def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy]) -> ShardResult:
+    ended = _ended
+    assert ended is not None
+    return asyncio.run(replay_shard(pairs, policies, lambda: ended.put(None)))
 
 
 def _worker(client: Client, books: Books) -> Worker:
@@ -139,7 +239,7 @@ def _worker(client: Client, books: Books) -> Worker:
 
 
 async def _replay(
-    env: WorkflowEnvironment, replays: list[Replay], progress: Progress | None
+    env: WorkflowEnvironment, replays: list[Replay], finished: Callable[[], None]
 ) -> dict[str, Replayed]:
     gate = asyncio.Semaphore(STARTING_AT_ONCE)
     ends: dict[str, Replayed] = {}
@@ -150,16 +250,15 @@ async def _replay(
                 TicketReplay.run, replay, id=f"replay-{replay.case_id}", task_queue=TASK_QUEUE
             )
 
-    async def finished(handle: WorkflowHandle[TicketReplay, Replayed]) -> None:
+    async def ended(handle: WorkflowHandle[TicketReplay, Replayed]) -> None:
         end = await handle.result()
         ends[end.case_id] = end
-        if progress:
-            progress(len(ends), len(replays))
+        finished()
 
     # The server's clock moves only once every replay has started, and then by itself: the SDK's own
     # unlocking for each result waited on would unlock it once per replay, and tasks would time out.
     with env.auto_time_skipping_disabled():
         handles = await asyncio.gather(*(start(r) for r in replays))
         await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-        await asyncio.gather(*(finished(h) for h in handles))
+        await asyncio.gather(*(ended(h) for h in handles))
     return ends

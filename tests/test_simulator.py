@@ -161,6 +161,23 @@ async def test_every_printed_figure_matches_the_hand_computed_month(month: Simul
     assert t15.baseline == "closed no_response; escalated: none; breached: none"
 
 
+async def test_a_file_shared_out_over_servers_in_processes_gives_the_same_figures(month: Simulation) -> None:
+    """A large file runs in shards, each on its own server in a pool of processes: the month in three
+    shards over two processes prints what one server printed, and the progress bar counts every replay."""
+    seen: list[tuple[int, int]] = []
+    sharded = await simulate(
+        read_tickets(MONTH),
+        load_policy(BASELINE),
+        load_policy(CANDIDATE),
+        lambda done, total: seen.append((done, total)),
+        shard_replays=16,
+        processes=2,
+    )
+    assert sharded.model_dump(exclude={"seconds"}) == month.model_dump(exclude={"seconds"})
+    assert [c.ticket_id for c in sharded.changed] == CHANGED
+    assert seen[-1] == (40, 40) and [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
 async def test_json_and_csv_carry_the_same_figures(month: Simulation) -> None:
     data = json.loads(render(month, "json"))
     assert data["baseline"]["tech_lead_by_hour"][9] == 2 and data["candidate"]["tech_lead_by_hour"][9] == 5
