@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
 from temporalio.client import Client, WorkflowHandle
@@ -97,6 +98,7 @@ def check_calendars(tickets: Sequence[RecordedTicket], policies: Sequence[Policy
             )
 
 
+T = TypeVar("T")
 Pair = tuple[str, RecordedTicket]
 """One replay to run: a ticket under the policy of a run (baseline or candidate)."""
 
@@ -123,12 +125,13 @@ async def replay_all(
     (default: one per core)."""
     check_calendars(tickets, list(policies.values()))
     pairs = [(run, t) for t in sorted(tickets, key=lambda t: t.opened_at) for run in policies]
-    shards = [pairs[i : i + shard_replays] for i in range(0, len(pairs), shard_replays)]
+    processes = processes or os.cpu_count() or 1
+    shards = split(pairs, shard_replays, processes)
     tally = _Tally(len(pairs), progress)
     if len(shards) == 1:
         results = [await replay_shard(shards[0], policies, tally.one)]
     else:
-        results = await _in_processes(shards, policies, tally, processes or os.cpu_count() or 1)
+        results = await _in_processes(shards, policies, tally, processes)
     shard_of = {
         case_id(run, t.ticket_id): result
         for result, shard in zip(results, shards, strict=True)
@@ -145,6 +148,17 @@ async def replay_all(
             cases.append(simulated_case(t, book, policy, result.years, end.closed, end.failure))
         out[run] = (policy, cases)
     return out
+
+
+def split(pairs: Sequence[T], most: int, processes: int) -> list[Sequence[T]]:
+    """Shards of at most `most` consecutive replays, as many as a whole number of rounds of the
+    processes, and of equal sizes, so that no process is left with the last long shard alone."""
+    if len(pairs) <= most:
+        return [pairs]
+    count = -(-len(pairs) // most)
+    count = -(-count // processes) * processes
+    size = -(-len(pairs) // count)
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
 
 
 async def replay_shard(

@@ -1,5 +1,6 @@
 """Where the simulator's tickets come from and when their actions arrive: PostgreSQL's record of a real
-case, the 28-year move onto the test server's clock, and the actions a queued case defers."""
+case, the 28-year move onto the test server's clock, the actions a queued case defers, and how a large
+file is shared out over servers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from simulator.from_db import tickets_from_db
-from simulator.run import simulate
+from simulator.run import simulate, split
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
 from simulator.timeshift import cycles_needed, moved, moved_policy
@@ -153,3 +154,12 @@ def test_an_action_the_policy_would_keep_queued_waits_for_the_engagement() -> No
         ("change_priority", datetime(2026, 11, 4, 8, 40, tzinfo=UTC)),
         ("customer_contacted", datetime(2026, 11, 4, 8, 40, tzinfo=UTC) + AFTER_ENGAGEMENT),
     ]
+
+
+def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes() -> None:
+    replays = [(str(n), n) for n in range(2000)]
+    assert [len(s) for s in split(replays, 250, 2)] == [250] * 8
+    assert [len(s) for s in split(replays[:300], 250, 2)] == [150, 150]
+    assert [len(s) for s in split(replays[:1000], 250, 3)] == [167] * 5 + [165]
+    assert split(replays[:250], 250, 2) == [replays[:250]]
+    assert [r for shard in split(replays[:1000], 250, 3) for r in shard] == replays[:1000]
