@@ -1,5 +1,6 @@
-"""Running a simulation: a time-skipping server, a worker with the in-memory books, one replay for each
-ticket and policy, and the books read back as each policy's simulated cases and figures."""
+"""Running a simulation: one replay for each ticket and policy, on a time-skipping server with a worker
+over the in-memory books (a large file in shards, a server each, over a process per core), and the books
+read back as each policy's simulated cases and figures."""
 
 from __future__ import annotations
 
