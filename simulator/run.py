@@ -39,8 +39,8 @@ TASK_QUEUE = "abh-simulation"
 # The server's clock is moved to this long before the first ticket opens, and the replays started there.
 LEAD = timedelta(hours=1)
 STARTING_AT_ONCE = 50
-# Replays per time-skipping server: its one clock stops at every instant any of its replays needs, so a
-# server's work grows faster than its replays; shards this size kept the rate flat (docs/performance.md).
+# Replays per time-skipping server: its one clock stops at every instant any of its replays needs, and
+# one server that ran 300 replays at the rate of 100 did not finish 2,000 in 16 minutes (docs/performance.md).
 SHARD_REPLAYS = 250
 BASELINE, CANDIDATE = "baseline", "candidate"
 
@@ -215,12 +215,20 @@ async def _in_processes(
         initargs=(ended,),
     ) as pool:
         runs = asyncio.gather(*(loop.run_in_executor(pool, _shard_in_child, s, policies) for s in shards))
-        while not runs.done():
-            await asyncio.wait([runs], timeout=0.2)
-            while not ended.empty():
-                ended.get()
-                tally.one()
-        return runs.result()
+        try:
+            while not runs.done():
+                await asyncio.wait([runs], timeout=0.2)
+                while not ended.empty():
+                    ended.get()
+                    tally.one()
+            results = runs.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # a failed shard fails the run: start no more
+            raise
+        while tally.done < tally.total:  # the last ends may reach the queue after the results
+            await asyncio.to_thread(ended.get, True, 10)
+            tally.one()
+        return results
 
 
 _ended: multiprocessing.Queue[None] | None = None
