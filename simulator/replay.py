@@ -1,34 +1,58 @@
-"""TicketReplay: one recorded ticket replayed, its case opened and acted on at the recorded instants.
+"""One recorded ticket replayed: its case opened, and acted on, at the recorded instants.
 
-The replay is a workflow too, so the time-skipping server runs a whole month of tickets on its own timers:
-each replay sleeps until its ticket was opened, starts the real CaseWorkflow as a child, and signals it
-each action when its instant comes. A case still open at the horizon is cancelled, and counted as open.
+The case is the real CaseWorkflow, started with a start delay so that it comes to life when its ticket
+opened. Its recorded actions travel in its memo, and `RecordedActions`, an interceptor on the
+simulation's worker only, plays them from inside the case: it sleeps on the case's own timers until each
+action's instant and hands the action to the case's signal handler, as a signal would be handed. So a
+replay costs its case's workflow tasks and no more; a replay workflow that started the case as a child
+and signalled it each action cost as many again. A case still open at the horizon is cancelled there,
+and counted as open.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ContinueAsNewInput,
+    ExecuteWorkflowInput,
+    HandleSignalInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from workflows.models import WORKFLOW_TYPE, Cancel, CaseInput
+    from workflows.models import Cancel, CaseInput, CaseOutcome, CloseReason
 
-REPLAY_WORKFLOW = "TicketReplay"
 # How long after its last recorded action a case may run on (follow-up window, reminders) before the
 # replay ends it: longer than five business days over any holiday season.
 HORIZON = timedelta(days=30)
 ENDED = "the simulation ended with the case still open"
+SCRIPT_MEMO = "abh-recorded-actions"
 
 
 class Step(BaseModel):
     at: datetime
     action: str
     payload: dict[str, Any]
+
+
+class Script(BaseModel):
+    """What a simulated case is to be told, and when; in its memo."""
+
+    steps: list[Step]
+    ends_at: datetime
+    """The horizon: the case is cancelled here if still open."""
 
 
 class Replay(BaseModel):
@@ -45,42 +69,84 @@ class Replay(BaseModel):
     def horizon(self) -> datetime:
         return max([self.opened_at, *(s.at for s in self.steps)]) + HORIZON
 
+    def script(self) -> Script:
+        return Script(steps=self.steps, ends_at=self.horizon)
+
+    def ended(self, outcome: CaseOutcome) -> Replayed:
+        """A case that ends cancelled at the horizon was ended by the replay, and is still open."""
+        by_replay = outcome.close_reason is CloseReason.CANCELLED and outcome.closed_at >= self.horizon
+        return Replayed(case_id=self.case_id, closed=not by_replay)
+
 
 class Replayed(BaseModel):
     case_id: str
     closed: bool
     """Closed by the lifecycle itself before the horizon."""
-    started_late: timedelta = timedelta(0)
     failure: str | None = None
 
 
-@workflow.defn(name=REPLAY_WORKFLOW)
-class TicketReplay:
-    @workflow.run
-    async def run(self, replay: Replay) -> Replayed:
-        late = max(workflow.now() - replay.opened_at, timedelta(0))
-        await _until(replay.opened_at)
-        case = await workflow.start_child_workflow(WORKFLOW_TYPE, replay.ticket, id=replay.case_id)
-        for step in replay.steps:
+class RecordedActions(Interceptor):
+    """Plays each simulated case's script from inside the case; a case without one runs as it is."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        return _PlayedCase
+
+
+class _PlayedCase(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        self._player: _Player | None = None
+        super().init(_Continued(outbound, self))
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        script = workflow.memo_value(SCRIPT_MEMO, None, type_hint=Script)
+        if script is None:
+            return await self.next.execute_workflow(input)
+        self._player = _Player(script, self.next)
+        case = asyncio.create_task(self.next.execute_workflow(input))
+        player = asyncio.create_task(self._player.play())
+        await workflow.wait([case, player], return_when=asyncio.FIRST_COMPLETED)
+        if player.done() and (err := player.exception()) is not None:
+            raise ApplicationError(f"a recorded action could not be played: {err!r}", non_retryable=True)
+        return await case
+
+
+class _Continued(WorkflowOutboundInterceptor):
+    """A case that continues as new takes only the actions not yet played into its next run."""
+
+    def __init__(self, next: WorkflowOutboundInterceptor, case: _PlayedCase) -> None:
+        super().__init__(next)
+        self._case = case
+
+    def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+        player = self._case._player
+        if player is not None:
+            memo = dict(input.memo if input.memo is not None else workflow.memo())
+            memo[SCRIPT_MEMO] = player.rest()
+            input.memo = memo
+        self.next.continue_as_new(input)
+
+
+class _Player:
+    def __init__(self, script: Script, case: WorkflowInboundInterceptor) -> None:
+        self._script, self._case, self._played = script, case, 0
+
+    async def play(self) -> None:
+        for step in self._script.steps:
             await _until(step.at)
-            if case.done():
-                break
-            try:
-                await case.signal(step.action, step.payload)
-            except ApplicationError:
-                break  # the case closed before the step (the candidate's follow-up window was shorter)
-        closed = True
-        try:
-            await workflow.wait_condition(case.done, timeout=replay.horizon - workflow.now())
-        except TimeoutError:
-            closed = False
-            await case.signal(Cancel.action, Cancel(reason=ENDED).model_dump())
-        try:
-            await case
-        except ChildWorkflowError as err:
-            cause = err.cause or err
-            return Replayed(case_id=replay.case_id, closed=False, started_late=late, failure=str(cause))
-        return Replayed(case_id=replay.case_id, closed=closed, started_late=late)
+            self._played += 1
+            await self._tell(step.action, step.payload)
+        await _until(self._script.ends_at)
+        await self._tell(Cancel.action, Cancel(reason=ENDED).model_dump(mode="json"))
+
+    def rest(self) -> Script:
+        return self._script.model_copy(update={"steps": self._script.steps[self._played :]})
+
+    async def _tell(self, action: str, payload: dict[str, Any]) -> None:
+        """As the SDK hands a signal to the case's dynamic handler: its name and its raw payloads."""
+        raw: Sequence[RawValue] = [RawValue(workflow.payload_converter().to_payload(payload))]
+        await self._case.handle_signal(HandleSignalInput(signal=action, args=[action, raw], headers={}))
 
 
 async def _until(at: datetime) -> None:

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
@@ -25,7 +25,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from simulator.books import Books, CaseBook, case_id
 from simulator.figures import Simulation, changed_outcomes, run_figures
 from simulator.outcomes import SimulatedCase, simulated_case
-from simulator.replay import HORIZON, Replay, Replayed, TicketReplay
+from simulator.replay import HORIZON, SCRIPT_MEMO, RecordedActions, Replay, Replayed
 from simulator.schedule import replay_of
 from simulator.tickets import RecordedTicket, TicketFileError
 from simulator.timeshift import cycles_needed, moved, moved_policy
@@ -33,6 +33,7 @@ from stack.client import register_search_attributes
 from stack.embedded import bundled_binary
 from worker import pin_zone_rules
 from workflows.case import CaseWorkflow
+from workflows.models import WORKFLOW_TYPE, CaseOutcome
 from workflows.policy import Policy
 
 TASK_QUEUE = "abh-simulation"
@@ -184,9 +185,6 @@ async def replay_shard(
             ends = await _replay(env, replays, finished)
     finally:
         await env.shutdown()
-    late = [e.case_id for e in ends.values() if e.started_late > timedelta(0)]
-    if late:
-        raise RuntimeError(f"replays started after their ticket opened: {', '.join(late[:5])}")
     return ShardResult(years=years, ends=ends, books=books.cases)
 
 
@@ -252,8 +250,9 @@ def _worker(client: Client, books: Books) -> Worker:
     return Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[CaseWorkflow, TicketReplay],
+        workflows=[CaseWorkflow],
         activities=[books.current_policy, books.record_and_send],
+        interceptors=[RecordedActions()],
         workflow_runner=UnsandboxedWorkflowRunner(),
         max_cached_workflows=10_000,
         max_concurrent_workflow_tasks=200,
@@ -267,21 +266,34 @@ async def _replay(
     gate = asyncio.Semaphore(STARTING_AT_ONCE)
     ends: dict[str, Replayed] = {}
 
-    async def start(replay: Replay) -> WorkflowHandle[TicketReplay, Replayed]:
+    async def start(replay: Replay) -> WorkflowHandle[Any, CaseOutcome]:
         async with gate:
+            delay = replay.opened_at - await env.get_current_time()
+            if delay <= timedelta(0):
+                raise RuntimeError(f"{replay.case_id} would start after its ticket opened")
             return await env.client.start_workflow(
-                TicketReplay.run, replay, id=f"replay-{replay.case_id}", task_queue=TASK_QUEUE
+                WORKFLOW_TYPE,
+                replay.ticket,
+                id=replay.case_id,
+                task_queue=TASK_QUEUE,
+                start_delay=delay,
+                memo={SCRIPT_MEMO: replay.script()},
+                result_type=CaseOutcome,
             )
 
-    async def ended(handle: WorkflowHandle[TicketReplay, Replayed]) -> None:
-        end = await handle.result()
+    async def ended(replay: Replay, handle: WorkflowHandle[Any, CaseOutcome]) -> None:
+        try:
+            end = replay.ended(await handle.result())
+        except WorkflowFailureError as err:
+            end = Replayed(case_id=replay.case_id, closed=False, failure=str(err.cause or err))
         ends[end.case_id] = end
         finished()
 
-    # The server's clock moves only once every replay has started, and then by itself: the SDK's own
-    # unlocking for each result waited on would unlock it once per replay, and tasks would time out.
+    # The server's clock moves only once every case has been started (each delayed until its ticket
+    # opened), and then by itself: the SDK's own unlocking for each result waited on would unlock it once
+    # per case, and tasks would time out.
     with env.auto_time_skipping_disabled():
         handles = await asyncio.gather(*(start(r) for r in replays))
         await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-        await asyncio.gather(*(ended(h) for h in handles))
+        await asyncio.gather(*(ended(r, h) for r, h in zip(replays, handles, strict=True)))
     return ends
