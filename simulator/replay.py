@@ -34,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
 
     from workflows.models import Cancel, CaseInput, CaseOutcome, CloseReason
 
-# How long after its last recorded action a case may run on (follow-up window, reminders) before the
-# replay ends it: longer than five business days over any holiday season.
+# How long after its last recorded action a resolved case may run on (follow-up window, reminders)
+# before the replay ends it: longer than five business days over any holiday season.
 HORIZON = timedelta(days=30)
 ENDED = "the simulation ended with the case still open"
 SCRIPT_MEMO = "abh-recorded-actions"
@@ -52,29 +52,26 @@ class Script(BaseModel):
 
     steps: list[Step]
     ends_at: datetime
-    """The horizon: the case is cancelled here if still open."""
 
 
 class Replay(BaseModel):
     case_id: str
     ticket: CaseInput
     steps: list[Step]
+    ends_at: datetime
+    """The horizon: the case is cancelled here if still open (simulator/schedule.py)."""
 
     @property
     def opened_at(self) -> datetime:
         assert self.ticket.opened_at is not None
         return self.ticket.opened_at
 
-    @property
-    def horizon(self) -> datetime:
-        return max([self.opened_at, *(s.at for s in self.steps)]) + HORIZON
-
     def script(self) -> Script:
-        return Script(steps=self.steps, ends_at=self.horizon)
+        return Script(steps=self.steps, ends_at=self.ends_at)
 
     def ended(self, outcome: CaseOutcome) -> Replayed:
         """A case that ends cancelled at the horizon was ended by the replay, and is still open."""
-        by_replay = outcome.close_reason is CloseReason.CANCELLED and outcome.closed_at >= self.horizon
+        by_replay = outcome.close_reason is CloseReason.CANCELLED and outcome.closed_at >= self.ends_at
         return Replayed(case_id=self.case_id, closed=not by_replay)
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
@@ -130,10 +130,11 @@ async def replay_all(
     processes = processes or os.cpu_count() or 1
     shards = split(pairs, shard_replays, processes)
     tally = _Tally(len(pairs), progress)
+    window_end = max(t.last_instant() for t in tickets)
     if len(shards) == 1:
-        results = [await replay_shard(shards[0], policies, tally.one)]
+        results = [await replay_shard(shards[0], policies, window_end, tally.one)]
     else:
-        results = await _in_processes(shards, policies, tally, processes)
+        results = await _in_processes(shards, policies, window_end, tally, processes)
     shard_of = {
         case_id(run, t.ticket_id): result
         for result, shard in zip(results, shards, strict=True)
@@ -164,9 +165,10 @@ def split(pairs: Sequence[T], most: int, processes: int) -> list[Sequence[T]]:
 
 
 async def replay_shard(
-    pairs: Sequence[Pair], policies: dict[str, Policy], finished: Callable[[], None]
+    pairs: Sequence[Pair], policies: dict[str, Policy], window_end: datetime, finished: Callable[[], None]
 ) -> ShardResult:
-    """The replays of one shard on a time-skipping server of its own; `finished` is called as each ends."""
+    """The replays of one shard on a time-skipping server of its own; `window_end` is the recorded
+    window's last instant (of all the tickets, not the shard's); `finished` is called as each ends."""
     pin_zone_rules()  # in every process that replays, as in every worker
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
@@ -181,7 +183,10 @@ async def replay_shard(
         books = Books({run: moved_policy(p, years) for run, p in policies.items()})
         await env.sleep(moved(first, years) - LEAD - now)
         async with _worker(env.client, books):
-            replays = [replay_of(case_id(run, t.ticket_id), t, books.policy(run), years) for run, t in pairs]
+            replays = [
+                replay_of(case_id(run, t.ticket_id), t, books.policy(run), years, window_end)
+                for run, t in pairs
+            ]
             ends = await _replay(env, replays, finished)
     finally:
         await env.shutdown()
@@ -199,7 +204,11 @@ class _Tally:
 
 
 async def _in_processes(
-    shards: Sequence[Sequence[Pair]], policies: dict[str, Policy], tally: _Tally, processes: int
+    shards: Sequence[Sequence[Pair]],
+    policies: dict[str, Policy],
+    window_end: datetime,
+    tally: _Tally,
+    processes: int,
 ) -> list[ShardResult]:
     """The shards on a pool of fresh processes (spawned: the SDK's runtime threads do not survive a
     fork), each replay's end reported back through a queue for the progress bar."""
@@ -212,7 +221,9 @@ async def _in_processes(
         initializer=_child_started,
         initargs=(ended,),
     ) as pool:
-        runs = asyncio.gather(*(loop.run_in_executor(pool, _shard_in_child, s, policies) for s in shards))
+        runs = asyncio.gather(
+            *(loop.run_in_executor(pool, _shard_in_child, s, policies, window_end) for s in shards)
+        )
         try:
             while not runs.done():
                 await asyncio.wait([runs], timeout=0.2)
@@ -237,10 +248,10 @@ def _child_started(ended: multiprocessing.Queue[None]) -> None:
     _ended = ended
 
 
-def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy]) -> ShardResult:
+def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy], window_end: datetime) -> ShardResult:
     ended = _ended
     assert ended is not None
-    return asyncio.run(replay_shard(pairs, policies, lambda: ended.put(None)))
+    return asyncio.run(replay_shard(pairs, policies, window_end, lambda: ended.put(None)))
 
 
 def _worker(client: Client, books: Books) -> Worker:

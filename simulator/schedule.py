@@ -4,13 +4,18 @@ Actions are replayed at their recorded instants, moved onto the server's clock. 
 act on a case the policy keeps queued, so an action that needs an engaged case and was recorded before
 the policy under test would engage it (a candidate with shorter hours, say) waits until just after
 engagement, in its recorded order.
+
+The replay follows a case until its horizon. A ticket the recorded data leaves resolved is given HORIZON
+after its last action, to close by itself (reminders, the no-response closure). One it leaves open is
+followed to the end of the recorded window and no further: nothing is known of it after that, and a case
+left to run on would invent a month of breaches and reminders that nobody could have recorded.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from simulator.replay import Replay, Step
+from simulator.replay import HORIZON, Replay, Step
 from simulator.tickets import RecordedTicket
 from simulator.timeshift import moved
 from workflows.clocks import clocks_for, engagement_start
@@ -32,8 +37,11 @@ def engaged_at(ticket: RecordedTicket, policy: Policy) -> datetime:
     return max(changed, again)
 
 
-def replay_of(case_id: str, ticket: RecordedTicket, policy: Policy, years: int) -> Replay:
-    """The ticket's replay under `policy` (its dates already moved by `years`)."""
+def replay_of(
+    case_id: str, ticket: RecordedTicket, policy: Policy, years: int, window_end: datetime
+) -> Replay:
+    """The ticket's replay under `policy`, its dates moved by `years`; `window_end` is the last instant
+    of the recorded window, not moved."""
     moved_ticket = ticket.moved(lambda at: moved(at, years))
     engaged = engaged_at(moved_ticket, policy)
     steps = []
@@ -42,4 +50,8 @@ def replay_of(case_id: str, ticket: RecordedTicket, policy: Policy, years: int) 
             at = engaged + AFTER_ENGAGEMENT
         steps.append(Step(at=at, action=action.action, payload=action.model_dump(mode="json")))
     steps.sort(key=lambda s: s.at)
-    return Replay(case_id=case_id, ticket=moved_ticket.case_input(moved_ticket.opened_at), steps=steps)
+    last = max([moved_ticket.opened_at, *(s.at for s in steps)])
+    ends_at = last + HORIZON if ticket.left_resolved else max(last, moved(window_end, years))
+    return Replay(
+        case_id=case_id, ticket=moved_ticket.case_input(moved_ticket.opened_at), steps=steps, ends_at=ends_at
+    )

@@ -153,6 +153,12 @@ class RecordedTicket(BaseModel):
     def last_instant(self) -> datetime:
         return max([self.opened_at, *(at for _, at in self.instants())])
 
+    @property
+    def left_resolved(self) -> bool:
+        """Resolved, and not rejected since: what is left to happen is the case's own follow-up."""
+        rejected = self.rejected_at
+        return self.resolved_at is not None and (rejected is None or rejected < self.resolved_at)
+
     def case_input(self, opened_at: datetime) -> CaseInput:
         return CaseInput(
             ticket_id=self.ticket_id,

@@ -11,6 +11,7 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from simulator.from_db import tickets_from_db
+from simulator.replay import HORIZON
 from simulator.run import simulate, split
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
@@ -23,6 +24,7 @@ from workflows.policy import load_policy
 from workflows.rotation import Rotation
 
 WEDNESDAY = 2
+END = datetime(2026, 11, 6, 23, tzinfo=UTC)  # a Friday night: the recorded window's last instant
 
 
 async def test_a_recorded_case_comes_back_from_the_database_and_replays_to_the_same_outcome(
@@ -141,7 +143,7 @@ def test_an_action_the_policy_would_keep_queued_waits_for_the_engagement() -> No
         priority_changed_at=datetime(2026, 11, 4, 8, 40, tzinfo=UTC),
         new_priority="P4",
     )
-    replay = replay_of("baseline/case-Q1", recorded, policy, 0)
+    replay = replay_of("baseline/case-Q1", recorded, policy, 0, END)
     engaged = datetime(2026, 11, 4, 9, tzinfo=UTC)
     assert [(s.action, s.at) for s in replay.steps] == [
         ("change_priority", datetime(2026, 11, 4, 8, 40, tzinfo=UTC)),
@@ -149,11 +151,40 @@ def test_an_action_the_policy_would_keep_queued_waits_for_the_engagement() -> No
         ("milestone_verified", datetime(2026, 11, 4, 9, 30, tzinfo=UTC)),
     ]
     raised_to_p1 = recorded.model_copy(update={"new_priority": "P1"})
-    steps = replay_of("baseline/case-Q1", raised_to_p1, policy, 0).steps
+    steps = replay_of("baseline/case-Q1", raised_to_p1, policy, 0, END).steps
     assert [(s.action, s.at) for s in steps][:2] == [
         ("change_priority", datetime(2026, 11, 4, 8, 40, tzinfo=UTC)),
         ("customer_contacted", datetime(2026, 11, 4, 8, 40, tzinfo=UTC) + AFTER_ENGAGEMENT),
     ]
+
+
+def test_a_replay_follows_an_open_case_to_the_window_end_and_a_resolved_one_through_its_follow_up() -> None:
+    """Nothing is known of a case after the recorded window; a resolved one still has its follow-up."""
+    policy = load_policy()
+    opened = datetime(2026, 11, 4, 10, tzinfo=UTC)
+    minutes = [opened + timedelta(minutes=m) for m in (10, 30, 50, 70)]
+    open_p1 = RecordedTicket(
+        ticket_id="O1",
+        priority="P1",
+        opened_at=opened,
+        account_id="acme",
+        contacted_at=minutes[0],
+        customer_updates=minutes[1:3],
+    )
+    assert replay_of("baseline/case-O1", open_p1, policy, 28, END).ends_at == moved(END, 28)
+    resolved = open_p1.model_copy(update={"resolved_at": minutes[3]})
+    assert replay_of("baseline/case-O1", resolved, policy, 28, END).ends_at == moved(minutes[3], 28) + HORIZON
+    rejected = resolved.model_copy(update={"rejected_at": minutes[3] + timedelta(hours=2)})
+    assert replay_of("baseline/case-O1", rejected, policy, 28, END).ends_at == moved(END, 28)
+    deferred = RecordedTicket(  # a P4 contacted on Friday night, when the policy keeps it queued
+        ticket_id="O2",
+        priority="P4",
+        opened_at=END - timedelta(hours=1),
+        account_id="acme",
+        contacted_at=END - timedelta(minutes=30),
+    )
+    steps = replay_of("baseline/case-O2", deferred, policy, 0, END).steps
+    assert replay_of("baseline/case-O2", deferred, policy, 0, END).ends_at == steps[-1].at > END
 
 
 def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes() -> None:
