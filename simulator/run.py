@@ -182,12 +182,12 @@ async def replay_shard(
         years = cycles_needed(first, now + LEAD)
         books = Books({run: moved_policy(p, years) for run, p in policies.items()})
         await env.sleep(moved(first, years) - LEAD - now)
-        async with _worker(env.client, books):
+        async with replay_worker(env.client, books):
             replays = [
                 replay_of(case_id(run, t.ticket_id), t, books.policy(run), years, window_end)
                 for run, t in pairs
             ]
-            ends = await _replay(env, replays, finished)
+            ends = await run_replays(env, replays, finished)
     finally:
         await env.shutdown()
     return ShardResult(years=years, ends=ends, books=books.cases)
@@ -254,10 +254,11 @@ def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy], window_e
     return asyncio.run(replay_shard(pairs, policies, window_end, lambda: ended.put(None)))
 
 
-def _worker(client: Client, books: Books) -> Worker:
-    """The case workflow as production runs it, but unsandboxed: the sandbox guards code in
-    development (the tests and every worker run it), and re-creating it for each of thousands of
-    short runs would cost a third of the simulation's time."""
+def replay_worker(client: Client, books: Books) -> Worker:
+    """The case workflow as production runs it, with its recorded actions played from inside and the
+    books for activities, and unsandboxed: the sandbox guards code in development (the tests and every
+    worker run it), and re-creating it for each of thousands of short runs would cost a third of the
+    simulation's time."""
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -271,9 +272,10 @@ def _worker(client: Client, books: Books) -> Worker:
     )
 
 
-async def _replay(
+async def run_replays(
     env: WorkflowEnvironment, replays: list[Replay], finished: Callable[[], None]
 ) -> dict[str, Replayed]:
+    """Every replay's case started, to come to life when its ticket opened, and how each ended."""
     gate = asyncio.Semaphore(STARTING_AT_ONCE)
     ends: dict[str, Replayed] = {}
 

@@ -10,9 +10,10 @@ from typing import Any
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
+from simulator.books import Books, case_id
 from simulator.from_db import tickets_from_db
 from simulator.replay import HORIZON
-from simulator.run import simulate, split
+from simulator.run import replay_worker, run_replays, simulate, split
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
 from simulator.timeshift import cycles_needed, moved, moved_policy
@@ -194,3 +195,34 @@ def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes
     assert [len(s) for s in split(replays[:1000], 250, 3)] == [167] * 5 + [165]
     assert split(replays[:250], 250, 2) == [replays[:250]]
     assert [r for shard in split(replays[:1000], 250, 3) for r in shard] == replays[:1000]
+
+
+async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """The actions not yet played go with the case into its next run, and only they."""
+    policy = load_policy().model_copy(update={"continue_as_new_after_events": 100})
+    opened = await time_env.get_current_time() + timedelta(hours=1)
+    updates = [opened + timedelta(minutes=20 * n) for n in range(1, 41)]
+    recorded = RecordedTicket(
+        ticket_id="L1",
+        priority="P1",
+        opened_at=opened,
+        account_id="acme",
+        contacted_at=opened + timedelta(minutes=5),
+        customer_updates=updates,
+        resolved_at=updates[-1] + timedelta(minutes=5),
+        confirmed_at=updates[-1] + timedelta(minutes=30),
+    )
+    books = Books({"baseline": policy})
+    replay = replay_of(case_id("baseline", "L1"), recorded, policy, 0, recorded.last_instant())
+    async with replay_worker(time_env.client, books):
+        ends = await run_replays(time_env, [replay], lambda: None)
+
+    assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
+    latest = await time_env.client.get_workflow_handle(replay.case_id).fetch_history()
+    assert latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    timeline = books.cases[replay.case_id].timeline()
+    told = [e.at for e in timeline if e.type == EventType.CUSTOMER_UPDATED]
+    assert [t.replace(microsecond=0) for t in told] == [u.replace(microsecond=0) for u in updates]
+    assert [e.type for e in timeline][-2:] == [EventType.CUSTOMER_CONFIRMED, EventType.CLOSED]
