@@ -101,6 +101,7 @@ class _PlayedCase(WorkflowInboundInterceptor):
         if script is None:
             return await self.next.execute_workflow(input)
         self._player = _Player(script, self.next)
+        # Nothing cancels a simulated case, so the case may run beside the player, off the primary task.
         case = asyncio.create_task(self.next.execute_workflow(input))
         player = asyncio.create_task(self._player.play())
         await workflow.wait([case, player], return_when=asyncio.FIRST_COMPLETED)
@@ -132,8 +133,8 @@ class _Player:
     async def play(self) -> None:
         for step in self._script.steps:
             await _until(step.at)
-            self._played += 1
             await self._tell(step.action, step.payload)
+            self._played += 1
         await _until(self._script.ends_at)
         await self._tell(Cancel.action, Cancel(reason=ENDED).model_dump(mode="json"))
 
@@ -141,7 +142,11 @@ class _Player:
         return self._script.model_copy(update={"steps": self._script.steps[self._played :]})
 
     async def _tell(self, action: str, payload: dict[str, Any]) -> None:
-        """As the SDK hands a signal to the case's dynamic handler: its name and its raw payloads."""
+        """As the SDK hands a signal to the case's dynamic handler: its name and its raw payloads. Unlike
+        a signal, the action is not counted among the case's running handlers, and a bug it raises fails
+        the case (recorded as the replay's failure) instead of retrying the workflow task forever. An
+        action due at the very instant of one of the case's own deadlines may be applied before or after
+        it: both are the case's timers, due together."""
         raw: Sequence[RawValue] = [RawValue(workflow.payload_converter().to_payload(payload))]
         await self._case.handle_signal(HandleSignalInput(signal=action, args=[action, raw], headers={}))
 

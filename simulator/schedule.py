@@ -7,8 +7,9 @@ engagement, in its recorded order.
 
 The replay follows a case until its horizon. A ticket the recorded data leaves resolved is given HORIZON
 after its last action, to close by itself (reminders, the no-response closure). One it leaves open is
-followed to the end of the recorded window and no further: nothing is known of it after that, and a case
-left to run on would invent a month of breaches and reminders that nobody could have recorded.
+followed to the end of the recorded window (or to its last action, when the policy defers one past it)
+and no further: nothing is known of it after that, and a case left to run on would invent a month of
+breaches and reminders that nobody could have recorded.
 """
 
 from __future__ import annotations

@@ -224,5 +224,6 @@ async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     assert latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
     timeline = books.cases[replay.case_id].timeline()
     told = [e.at for e in timeline if e.type == EventType.CUSTOMER_UPDATED]
-    assert [t.replace(microsecond=0) for t in told] == [u.replace(microsecond=0) for u in updates]
+    assert len(told) == len(updates)  # the test server's clock runs on while a timer's task is handled
+    assert all(timedelta(0) <= t - u < timedelta(seconds=1) for t, u in zip(told, updates, strict=True))
     assert [e.type for e in timeline][-2:] == [EventType.CUSTOMER_CONFIRMED, EventType.CLOSED]
