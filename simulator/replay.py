@@ -54,12 +54,11 @@ class Script(BaseModel):
     ends_at: datetime
 
 
-class Replay(BaseModel):
+class Replay(Script):
+    """A ticket's case and its script; `ends_at` is the horizon (simulator/schedule.py)."""
+
     case_id: str
     ticket: CaseInput
-    steps: list[Step]
-    ends_at: datetime
-    """The horizon: the case is cancelled here if still open (simulator/schedule.py)."""
 
     @property
     def opened_at(self) -> datetime:
@@ -67,6 +66,7 @@ class Replay(BaseModel):
         return self.ticket.opened_at
 
     def script(self) -> Script:
+        """Only the script goes into the memo."""
         return Script(steps=self.steps, ends_at=self.ends_at)
 
     def ended(self, outcome: CaseOutcome) -> Replayed:
