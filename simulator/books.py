@@ -7,7 +7,9 @@ notifications counted and never sent, and nothing written to any database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio import activity
 
@@ -59,14 +61,28 @@ class Books:
     def policy(self, run: str) -> Policy:
         return self._policies[run]
 
+    def policy_of(self, workflow_id: str) -> Policy:
+        return self._policies[run_of(workflow_id)]
+
+    def keep(self, changes: CaseChanges) -> list[str]:
+        """Keep the changes; nothing is left to deliver."""
+        self.cases.setdefault(changes.workflow_id, CaseBook()).add(changes)
+        return []
+
+    def local_writes(self) -> dict[str, Callable[..., Any]]:
+        """The case's local activities, by name, as calls on the books with the case's workflow id first:
+        the simulator's worker runs them in the case's own activation (simulator/replay.py)."""
+        return {
+            PolicySource.current_policy.__name__: lambda workflow_id: self.policy_of(workflow_id),
+            CaseWriter.record_and_send.__name__: lambda _, changes: self.keep(changes),
+        }
+
     @activity.defn(name=PolicySource.current_policy.__name__)
     async def current_policy(self) -> Policy:
         workflow_id = activity.info().workflow_id
         assert workflow_id is not None, "the policy is snapshotted by a case"
-        return self._policies[run_of(workflow_id)]
+        return self.policy_of(workflow_id)
 
     @activity.defn(name=CaseWriter.record_and_send.__name__)
     async def record_and_send(self, changes: CaseChanges) -> list[str]:
-        """Keep the changes; nothing is left to deliver."""
-        self.cases.setdefault(changes.workflow_id, CaseBook()).add(changes)
-        return []
+        return self.keep(changes)

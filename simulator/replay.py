@@ -12,9 +12,9 @@ and counted as open.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -24,6 +24,7 @@ from temporalio.worker import (
     ExecuteWorkflowInput,
     HandleSignalInput,
     Interceptor,
+    StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -82,16 +83,28 @@ class Replayed(BaseModel):
     failure: str | None = None
 
 
+LocalWrites = Mapping[str, Callable[..., Any]]
+"""In-memory stand-ins for the case's local activities, by activity name, called with the case's
+workflow id and the activity's arguments."""
+
+
 class RecordedActions(Interceptor):
-    """Plays each simulated case's script from inside the case; a case without one runs as it is."""
+    """Plays each simulated case's script from inside the case (a case without one runs as it is), and
+    runs the case's local activities found in `local_writes` in the case's own activation."""
+
+    def __init__(self, local_writes: LocalWrites | None = None) -> None:
+        writes = dict(local_writes or {})
+        self._case_class = type("_PlayedCase", (_PlayedCase,), {"local_writes": writes})
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor] | None:
-        return _PlayedCase
+        return self._case_class
 
 
 class _PlayedCase(WorkflowInboundInterceptor):
+    local_writes: ClassVar[LocalWrites] = {}
+
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         self._player: _Player | None = None
         super().init(_Continued(outbound, self))
@@ -111,7 +124,10 @@ class _PlayedCase(WorkflowInboundInterceptor):
 
 
 class _Continued(WorkflowOutboundInterceptor):
-    """A case that continues as new takes only the actions not yet played into its next run."""
+    """A case that continues as new takes only the actions not yet played into its next run; a local
+    write the simulation keeps in memory is made at once, with no activity to schedule, run, convert
+    and resolve. The books keep each change once by its key, so a case replayed from its history after
+    leaving the worker's cache writes nothing twice."""
 
     def __init__(self, next: WorkflowOutboundInterceptor, case: _PlayedCase) -> None:
         super().__init__(next)
@@ -124,6 +140,17 @@ class _Continued(WorkflowOutboundInterceptor):
             memo[SCRIPT_MEMO] = player.rest()
             input.memo = memo
         self.next.continue_as_new(input)
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
+        write = self._case.local_writes.get(input.activity)
+        if write is None:
+            return self.next.start_local_activity(input)
+        workflow_id = workflow.info().workflow_id
+
+        async def made() -> Any:
+            return write(workflow_id, *input.args)
+
+        return workflow.ActivityHandle(made())
 
 
 class _Player:

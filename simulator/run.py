@@ -264,7 +264,7 @@ def replay_worker(client: Client, books: Books) -> Worker:
         task_queue=TASK_QUEUE,
         workflows=[CaseWorkflow],
         activities=[books.current_policy, books.record_and_send],
-        interceptors=[RecordedActions()],
+        interceptors=[RecordedActions(books.local_writes())],
         workflow_runner=UnsandboxedWorkflowRunner(),
         max_cached_workflows=10_000,
         max_concurrent_workflow_tasks=200,

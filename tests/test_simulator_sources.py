@@ -200,7 +200,8 @@ def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes
 async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     time_env: WorkflowEnvironment,
 ) -> None:
-    """The actions not yet played go with the case into its next run, and only they."""
+    """The actions not yet played go with the case into its next run, and only they; its writes go to
+    the books from its own activations, with no local activity in its history."""
     policy = load_policy().model_copy(update={"continue_as_new_after_events": 100})
     opened = await time_env.get_current_time() + timedelta(hours=1)
     updates = [opened + timedelta(minutes=20 * n) for n in range(1, 41)]
@@ -222,6 +223,8 @@ async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
     latest = await time_env.client.get_workflow_handle(replay.case_id).fetch_history()
     assert latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    markers = {e.marker_recorded_event_attributes.marker_name for e in latest.events}
+    assert "core_local_activity" not in markers
     timeline = books.cases[replay.case_id].timeline()
     told = [e.at for e in timeline if e.type == EventType.CUSTOMER_UPDATED]
     assert len(told) == len(updates)  # the test server's clock runs on while a timer's task is handled
