@@ -6,7 +6,8 @@ simulation's worker only, plays them from inside the case: it sleeps on the case
 action's instant and hands the action to the case's signal handler, as a signal would be handed. So a
 replay costs its case's workflow tasks and no more; a replay workflow that started the case as a child
 and signalled it each action cost as many again. A case still open at the horizon is cancelled there,
-and counted as open.
+and counted as open. The same interceptor makes the case's local writes on the simulation's in-memory
+books, in the case's own activation.
 """
 
 from __future__ import annotations
