@@ -108,6 +108,7 @@ class _PlayedCase(WorkflowInboundInterceptor):
 
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         self._player: _Player | None = None
+        self._broken: asyncio.Future[Exception] | None = None
         super().init(_Continued(outbound, self))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
@@ -115,13 +116,22 @@ class _PlayedCase(WorkflowInboundInterceptor):
         if script is None:
             return await self.next.execute_workflow(input)
         self._player = _Player(script, self.next)
+        self._broken = asyncio.get_running_loop().create_future()
         # Nothing cancels a simulated case, so the case may run beside the player, off the primary task.
         case = asyncio.create_task(self.next.execute_workflow(input))
         player = asyncio.create_task(self._player.play())
-        await workflow.wait([case, player], return_when=asyncio.FIRST_COMPLETED)
+        await workflow.wait([case, player, self._broken], return_when=asyncio.FIRST_COMPLETED)
+        if self._broken.done():
+            raise _failed("a write to the simulation's books failed", self._broken.result())
         if player.done() and (err := player.exception()) is not None:
-            raise ApplicationError(f"a recorded action could not be played: {err!r}", non_retryable=True)
+            raise _failed("a recorded action could not be played", err)
         return await case
+
+    def broke(self, err: Exception) -> None:
+        """A write to the books failed: a bug of the simulator's, so the replay fails with it (the case
+        would take it for a store that failed for good, and go on with a hole in its books)."""
+        if self._broken is not None and not self._broken.done():
+            self._broken.set_result(err)
 
 
 class _Continued(WorkflowOutboundInterceptor):
@@ -149,7 +159,11 @@ class _Continued(WorkflowOutboundInterceptor):
         workflow_id = workflow.info().workflow_id
 
         async def made() -> Any:
-            return write(workflow_id, *input.args)
+            try:
+                return write(workflow_id, *input.args)
+            except Exception as err:
+                self._case.broke(err)
+                raise _failed("a write to the simulation's books failed", err) from err
 
         return workflow.ActivityHandle(made())
 
@@ -177,6 +191,10 @@ class _Player:
         it: both are the case's timers, due together."""
         raw: Sequence[RawValue] = [RawValue(workflow.payload_converter().to_payload(payload))]
         await self._case.handle_signal(HandleSignalInput(signal=action, args=[action, raw], headers={}))
+
+
+def _failed(what: str, err: BaseException) -> ApplicationError:
+    return ApplicationError(f"{what}: {err!r}", non_retryable=True)
 
 
 async def _until(at: datetime) -> None:

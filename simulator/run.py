@@ -254,14 +254,16 @@ def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy], window_e
     return asyncio.run(replay_shard(pairs, policies, window_end, lambda: ended.put(None)))
 
 
-def replay_worker(client: Client, books: Books) -> Worker:
+def replay_worker(client: Client, books: Books, *, cached_cases: int = 10_000) -> Worker:
     """The case workflow as production runs it, with its recorded actions played from inside and the
     books for activities, and unsandboxed: the sandbox guards code in development (the tests and every
     worker run it), and re-creating it for each of thousands of short runs would cost a third of the
     simulation's time. In the SDK's debug mode each activation runs on the worker's own event loop
     instead of being handed to a thread and back: the replays are all CPU in one process, so the hand-off
-    only costs (a quarter of the time on 200 tickets), and the deadlock check it gives up would only
-    have retried a stuck case's task forever."""
+    only costs (a quarter of the time on 200 tickets). It gives up the SDK's deadlock check: a case stuck
+    in a loop (a bug) now holds its shard, where the check would have failed its task again and again.
+    `cached_cases` below the replays in flight makes the worker
+    replay cases from their histories (the tests do, to show their writes are kept once)."""
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -269,7 +271,7 @@ def replay_worker(client: Client, books: Books) -> Worker:
         activities=[books.current_policy, books.record_and_send],
         interceptors=[RecordedActions(books.local_writes())],
         workflow_runner=UnsandboxedWorkflowRunner(),
-        max_cached_workflows=10_000,
+        max_cached_workflows=cached_cases,
         max_concurrent_workflow_tasks=200,
         max_concurrent_local_activities=200,
         debug_mode=True,

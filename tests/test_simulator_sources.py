@@ -4,16 +4,18 @@ file is shared out over servers."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
+from activities.case_store import CaseChanges
 from simulator.books import Books, case_id
 from simulator.from_db import tickets_from_db
 from simulator.replay import HORIZON
-from simulator.run import replay_worker, run_replays, simulate, split
+from simulator.run import replay_shard, replay_worker, run_replays, simulate, split
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
 from simulator.timeshift import cycles_needed, moved, moved_policy
@@ -197,6 +199,22 @@ def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes
     assert [r for shard in split(replays[:1000], 250, 3) for r in shard] == replays[:1000]
 
 
+def _p1_with_updates(
+    ticket_id: str, opened: datetime, updates: int, every: timedelta = timedelta(minutes=20)
+) -> RecordedTicket:
+    told = [opened + every * n for n in range(1, updates + 1)]
+    return RecordedTicket(
+        ticket_id=ticket_id,
+        priority="P1",
+        opened_at=opened,
+        account_id="acme",
+        contacted_at=opened + timedelta(minutes=5),
+        customer_updates=told,
+        resolved_at=told[-1] + timedelta(minutes=5),
+        confirmed_at=told[-1] + timedelta(minutes=30),
+    )
+
+
 async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     time_env: WorkflowEnvironment,
 ) -> None:
@@ -204,17 +222,8 @@ async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     the books from its own activations, with no local activity in its history."""
     policy = load_policy().model_copy(update={"continue_as_new_after_events": 100})
     opened = await time_env.get_current_time() + timedelta(hours=1)
-    updates = [opened + timedelta(minutes=20 * n) for n in range(1, 41)]
-    recorded = RecordedTicket(
-        ticket_id="L1",
-        priority="P1",
-        opened_at=opened,
-        account_id="acme",
-        contacted_at=opened + timedelta(minutes=5),
-        customer_updates=updates,
-        resolved_at=updates[-1] + timedelta(minutes=5),
-        confirmed_at=updates[-1] + timedelta(minutes=30),
-    )
+    recorded = _p1_with_updates("L1", opened, 40)
+    updates = recorded.customer_updates
     books = Books({"baseline": policy})
     replay = replay_of(case_id("baseline", "L1"), recorded, policy, 0, recorded.last_instant())
     async with replay_worker(time_env.client, books):
@@ -222,11 +231,65 @@ async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
 
     assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
     latest = await time_env.client.get_workflow_handle(replay.case_id).fetch_history()
-    assert latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
-    markers = {e.marker_recorded_event_attributes.marker_name for e in latest.events}
+    first_run = latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    assert first_run
+    first = await time_env.client.get_workflow_handle(replay.case_id, run_id=first_run).fetch_history()
+    markers = {e.marker_recorded_event_attributes.marker_name for e in [*first.events, *latest.events]}
     assert "core_local_activity" not in markers
     timeline = books.cases[replay.case_id].timeline()
     told = [e.at for e in timeline if e.type == EventType.CUSTOMER_UPDATED]
     assert len(told) == len(updates)  # the test server's clock runs on while a timer's task is handled
     assert all(timedelta(0) <= t - u < timedelta(seconds=1) for t, u in zip(told, updates, strict=True))
     assert [e.type for e in timeline][-2:] == [EventType.CUSTOMER_CONFIRMED, EventType.CLOSED]
+
+
+async def test_a_case_replayed_from_its_history_keeps_each_write_once(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """With no case cached, every activation replays the case from its history and makes its writes
+    again: the books come out as from a worker that keeps it (a shard of its own, on its own server)."""
+    policy = load_policy()
+    # No update at the instant of a deadline, where the order of the two is not fixed.
+    recorded = _p1_with_updates("E1", END - timedelta(days=2), 6, every=timedelta(minutes=25))
+    kept = await replay_shard([("baseline", recorded)], {"baseline": policy}, END, lambda: None)
+
+    opened = await time_env.get_current_time() + timedelta(hours=1)
+    again = _p1_with_updates("E1", opened, 6, every=timedelta(minutes=25))
+    books = Books({"baseline": policy})
+    replay = replay_of(case_id("baseline", "E1"), again, policy, 0, again.last_instant())
+    async with replay_worker(time_env.client, books, cached_cases=0):
+        ends = await run_replays(time_env, [replay], lambda: None)
+
+    assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
+    once, evicted = kept.books[replay.case_id], books.cases[replay.case_id]
+    assert [(e.seq, e.type) for e in evicted.timeline()] == [(e.seq, e.type) for e in once.timeline()]
+    assert sorted(n.kind for n in evicted.notifications.values()) == sorted(
+        n.kind for n in once.notifications.values()
+    )
+    assert evicted.status is not None and once.status is not None
+    assert evicted.status.close_reason == once.status.close_reason
+    assert evicted.seq == once.seq == evicted.timeline()[-1].seq
+
+
+class _FullBooks(Books):
+    def keep(self, changes: CaseChanges) -> list[str]:
+        raise RuntimeError("the books are full")
+
+
+async def test_a_write_to_the_books_that_fails_fails_its_replay_with_the_reason(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """A case would take the failed write for a store that failed for good and go on; the replay fails
+    instead, so a simulator bug is never a quiet hole in the figures."""
+    policy = load_policy()
+    books = _FullBooks({"baseline": policy})
+    opened = await time_env.get_current_time() + timedelta(hours=1)
+    recorded = _p1_with_updates("F1", opened, 1)
+    replay = replay_of(case_id("baseline", "F1"), recorded, policy, 0, recorded.last_instant())
+    async with replay_worker(time_env.client, books):
+        ends = await asyncio.wait_for(run_replays(time_env, [replay], lambda: None), timeout=60)
+
+    end = ends[replay.case_id]
+    assert not end.closed
+    assert end.failure is not None and "the books are full" in end.failure
+    assert "write to the simulation's books failed" in end.failure
