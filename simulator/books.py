@@ -2,7 +2,9 @@
 
 The replay worker registers these in place of the real activities, under the same names: the policy a
 case snapshots is its run's (baseline or candidate), and the case's changes are kept here, with its
-notifications counted and never sent, and nothing written to any database.
+notifications counted and never sent, and nothing written to any database. The worker's interceptor
+makes the same calls from the case's own activation (`local_writes`); the activities stay registered,
+because the SDK checks that a local activity exists before any interceptor sees the call.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class _PlayedCase(WorkflowInboundInterceptor):
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         self._player: _Player | None = None
         self._broken: asyncio.Future[Exception] | None = None
-        super().init(_Continued(outbound, self))
+        super().init(_CaseOutbound(outbound, self))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         script = workflow.memo_value(SCRIPT_MEMO, None, type_hint=Script)
@@ -134,11 +134,11 @@ class _PlayedCase(WorkflowInboundInterceptor):
             self._broken.set_result(err)
 
 
-class _Continued(WorkflowOutboundInterceptor):
-    """A case that continues as new takes only the actions not yet played into its next run; a local
-    write the simulation keeps in memory is made at once, with no activity to schedule, run, convert
-    and resolve. The books keep each change once by its key, so a case replayed from its history after
-    leaving the worker's cache writes nothing twice."""
+class _CaseOutbound(WorkflowOutboundInterceptor):
+    """The played case's calls out. A case that continues as new takes only the actions not yet played
+    into its next run; a local write the simulation keeps in memory is made at once, with no activity to
+    schedule, run, convert and resolve. The books keep each change once by its key, so a case replayed
+    from its history after leaving the worker's cache writes nothing twice."""
 
     def __init__(self, next: WorkflowOutboundInterceptor, case: _PlayedCase) -> None:
         super().__init__(next)

@@ -262,8 +262,8 @@ def replay_worker(client: Client, books: Books, *, cached_cases: int = 10_000) -
     instead of being handed to a thread and back: the replays are all CPU in one process, so the hand-off
     only costs (a quarter of the time on 200 tickets). It gives up the SDK's deadlock check: a case stuck
     in a loop (a bug) now holds its shard, where the check would have failed its task again and again.
-    `cached_cases` below the replays in flight makes the worker
-    replay cases from their histories (the tests do, to show their writes are kept once)."""
+    `cached_cases` below the replays in flight makes the worker replay cases from their histories (the
+    tests do, to show their writes are kept once)."""
     return Worker(
         client,
         task_queue=TASK_QUEUE,

@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.case_store import CaseChanges
 from simulator.books import Books, case_id
 from simulator.from_db import tickets_from_db
-from simulator.replay import HORIZON
+from simulator.replay import HORIZON, Replayed
 from simulator.run import replay_shard, replay_worker, run_replays, simulate, split
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
@@ -215,6 +215,17 @@ def _p1_with_updates(
     )
 
 
+async def _replay_alone(
+    env: WorkflowEnvironment, books: Books, recorded: RecordedTicket, cached_cases: int = 10_000
+) -> tuple[str, Replayed]:
+    """One recorded ticket replayed on `env` under the books' baseline policy: its case id and end."""
+    policy, case = books.policy("baseline"), case_id("baseline", recorded.ticket_id)
+    replay = replay_of(case, recorded, policy, 0, recorded.last_instant())
+    async with replay_worker(env.client, books, cached_cases=cached_cases):
+        ends = await run_replays(env, [replay], lambda: None)
+    return case, ends[case]
+
+
 async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     time_env: WorkflowEnvironment,
 ) -> None:
@@ -225,18 +236,16 @@ async def test_a_case_that_continues_as_new_plays_each_recorded_action_once(
     recorded = _p1_with_updates("L1", opened, 40)
     updates = recorded.customer_updates
     books = Books({"baseline": policy})
-    replay = replay_of(case_id("baseline", "L1"), recorded, policy, 0, recorded.last_instant())
-    async with replay_worker(time_env.client, books):
-        ends = await run_replays(time_env, [replay], lambda: None)
+    case, end = await _replay_alone(time_env, books, recorded)
 
-    assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
-    latest = await time_env.client.get_workflow_handle(replay.case_id).fetch_history()
+    assert end.closed and end.failure is None
+    latest = await time_env.client.get_workflow_handle(case).fetch_history()
     first_run = latest.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
     assert first_run
-    first = await time_env.client.get_workflow_handle(replay.case_id, run_id=first_run).fetch_history()
+    first = await time_env.client.get_workflow_handle(case, run_id=first_run).fetch_history()
     markers = {e.marker_recorded_event_attributes.marker_name for e in [*first.events, *latest.events]}
     assert "core_local_activity" not in markers
-    timeline = books.cases[replay.case_id].timeline()
+    timeline = books.cases[case].timeline()
     told = [e.at for e in timeline if e.type == EventType.CUSTOMER_UPDATED]
     assert len(told) == len(updates)  # the test server's clock runs on while a timer's task is handled
     assert all(timedelta(0) <= t - u < timedelta(seconds=1) for t, u in zip(told, updates, strict=True))
@@ -256,12 +265,10 @@ async def test_a_case_replayed_from_its_history_keeps_each_write_once(
     opened = await time_env.get_current_time() + timedelta(hours=1)
     again = _p1_with_updates("E1", opened, 6, every=timedelta(minutes=25))
     books = Books({"baseline": policy})
-    replay = replay_of(case_id("baseline", "E1"), again, policy, 0, again.last_instant())
-    async with replay_worker(time_env.client, books, cached_cases=0):
-        ends = await run_replays(time_env, [replay], lambda: None)
+    case, end = await _replay_alone(time_env, books, again, cached_cases=0)
 
-    assert ends[replay.case_id].closed and ends[replay.case_id].failure is None
-    once, evicted = kept.books[replay.case_id], books.cases[replay.case_id]
+    assert end.closed and end.failure is None
+    once, evicted = kept.books[case], books.cases[case]
     assert [(e.seq, e.type) for e in evicted.timeline()] == [(e.seq, e.type) for e in once.timeline()]
     assert sorted(n.kind for n in evicted.notifications.values()) == sorted(
         n.kind for n in once.notifications.values()
@@ -285,11 +292,8 @@ async def test_a_write_to_the_books_that_fails_fails_its_replay_with_the_reason(
     books = _FullBooks({"baseline": policy})
     opened = await time_env.get_current_time() + timedelta(hours=1)
     recorded = _p1_with_updates("F1", opened, 1)
-    replay = replay_of(case_id("baseline", "F1"), recorded, policy, 0, recorded.last_instant())
-    async with replay_worker(time_env.client, books):
-        ends = await asyncio.wait_for(run_replays(time_env, [replay], lambda: None), timeout=60)
+    _, end = await asyncio.wait_for(_replay_alone(time_env, books, recorded), timeout=60)
 
-    end = ends[replay.case_id]
     assert not end.closed
     assert end.failure is not None and "the books are full" in end.failure
     assert "write to the simulation's books failed" in end.failure
