@@ -49,16 +49,10 @@ log = structlog.get_logger("worker")
 # Loaded once and shared by every workflow run instead of re-imported into each run's sandbox: the
 # deterministic libraries the models use, and the project's own workflow and activity modules (the
 # sandbox re-executing them per case cost more CPU than anything else a case did; docs/performance.md).
-PASSTHROUGH = (
-    "pydantic",
-    "pydantic_core",
-    "email_validator",
-    "idna",
-    "annotated_types",
-    "workflows",
-    "activities",
-    "opentelemetry",
-)
+# A module passed through is not checked: the sandbox cannot see a call its code makes through its own
+# imports, so the project's code is checked by the strict sandbox of the replay tests instead.
+LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "opentelemetry")
+PASSTHROUGH = (*LIBRARIES, "workflows", "activities")
 # How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
 SHUTDOWN_GRACE = timedelta(seconds=20)
 
@@ -69,10 +63,16 @@ def pin_zone_rules() -> None:
     zoneinfo.reset_tzpath(to=[])
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every worker and the replay tests use, so a replay runs exactly what workers run."""
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox every worker and the replay tests use, so a replay runs exactly what workers run.
+
+    `strict` passes through the libraries only, so the project's own workflow code is imported into the
+    sandbox and any call it makes that the sandbox restricts (the wall clock, randomness, I/O) fails
+    the run: the replay tests run every recorded history this way too. Workers pass the project
+    through, for speed."""
+    modules = LIBRARIES if strict else PASSTHROUGH
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
 
 

@@ -1,6 +1,9 @@
 """Safe deploys: recorded histories of real cases replay against the current workflow code.
 
-A change that would make a running case take a different path fails here, in CI, before it ships.
+A change that would make a running case take a different path fails here, in CI, before it ships. Each
+history also replays in the strict sandbox, with the project's own code imported into it, so a workflow
+that reads the wall clock, draws a random number or does I/O fails here too: the workers pass the
+project's modules through their sandbox for speed, and a module passed through is not checked.
 Refresh the recordings with `python -m tests.histories.record` (see the README).
 """
 
@@ -25,14 +28,17 @@ def test_the_representative_cases_are_recorded() -> None:
     assert {"p1_escalated_and_closed", "p3_queued_paused_reopened", "cancelled", "continued_as_new"} <= names
 
 
+@pytest.mark.parametrize("strict", [False, True], ids=["workers-sandbox", "strict-sandbox"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
-async def test_recorded_case_replays(path: Path) -> None:
+async def test_recorded_case_replays(path: Path, strict: bool) -> None:
     workflow_id = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"].get(
         "workflowId", path.stem
     )
     history = WorkflowHistory.from_json(workflow_id, path.read_text())
     replayer = Replayer(
-        workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        workflows=[CaseWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(strict=strict),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -22,7 +22,6 @@ import pytest_asyncio
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.database import connect, migrate
 from activities.notifications import Message, Notifier
@@ -30,7 +29,7 @@ from activities.policy_source import PolicySource
 from activities.standup import DigestCase, DigestSection, StandupActivities, StandupDigest, digest_facts
 from stack.schedules import ensure_standup_schedule, next_standups, parse_at, schedule_standup_command
 from tests.cases import default_policy
-from worker import PASSTHROUGH
+from worker import workflow_runner
 from workflows.calendar import CalendarSpec
 from workflows.models import Phase, Priority
 from workflows.policy import Policy
@@ -73,6 +72,7 @@ class Outbox:
 def standup_worker(
     client: Client, pool: asyncpg.Pool, task_queue: str, policy: Policy, outbox: Outbox
 ) -> Worker:
+    """In the strict sandbox, so the digest's own code is checked as the replay tests check the case's."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -82,9 +82,7 @@ def standup_worker(
             StandupActivities(pool).collect_standup_digest,
             Notifier(pool, outbox).send_notifications,
         ],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(strict=True),
     )
 
 
