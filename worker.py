@@ -50,7 +50,7 @@ log = structlog.get_logger("worker")
 # deterministic libraries the models use, and the project's own workflow and activity modules (the
 # sandbox re-executing them per case cost more CPU than anything else a case did; docs/performance.md).
 # A module passed through is not checked: the sandbox cannot see a call its code makes through its own
-# imports, so the project's code is checked by the strict sandbox of the replay tests instead.
+# imports, so the project's code is checked by the strict sandbox the tests run it in instead.
 LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "opentelemetry")
 PASSTHROUGH = (*LIBRARIES, "workflows", "activities")
 # How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
@@ -68,8 +68,8 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
 
     `strict` passes through the libraries only, so the project's own workflow code is imported into the
     sandbox and any call it makes that the sandbox restricts (the wall clock, randomness, I/O) fails
-    the run: the replay tests run every recorded history this way too. Workers pass the project
-    through, for speed."""
+    the run. The tests run their cases this way, and replay every recorded history both ways. Workers
+    pass the project through, for speed."""
     modules = LIBRARIES if strict else PASSTHROUGH
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
@@ -104,8 +104,10 @@ def build_worker(
     sender: Sender = log_sink,
     tuning: Tuning = Tuning(),
     shutdown_grace: timedelta = SHUTDOWN_GRACE,
+    strict_sandbox: bool = False,
 ) -> Worker:
-    """The worker for one task queue; tests build theirs here too, with their own queue."""
+    """The worker for one task queue; tests build theirs here too, with their own queue, and in the
+    strict sandbox (`workflow_runner`), so every path they drive checks the workflows' own code."""
     store = CaseStore(pool)
     notifier = Notifier(pool, sender)
     writer = CaseWriter(store, notifier)
@@ -127,7 +129,7 @@ def build_worker(
             notifier.send_notifications,
         ],
         graceful_shutdown_timeout=shutdown_grace,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=strict_sandbox),
         max_cached_workflows=tuning.max_cached_workflows,
         max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
         max_concurrent_activities=tuning.max_concurrent_activities,

@@ -57,7 +57,9 @@ async def case_worker(
     sender: Sender = log_sink,
 ) -> AsyncIterator[Cases]:
     source = PolicySource(policy=policy or default_policy())
-    async with build_worker(env.client, pool, task_queue=task_queue, policy=source, sender=sender):
+    async with build_worker(
+        env.client, pool, task_queue=task_queue, policy=source, sender=sender, strict_sandbox=True
+    ):
         yield Cases(env, task_queue)
 
 

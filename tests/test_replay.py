@@ -1,9 +1,10 @@
 """Safe deploys: recorded histories of real cases replay against the current workflow code.
 
 A change that would make a running case take a different path fails here, in CI, before it ships. Each
-history also replays in the strict sandbox, with the project's own code imported into it, so a workflow
-that reads the wall clock, draws a random number or does I/O fails here too: the workers pass the
-project's modules through their sandbox for speed, and a module passed through is not checked.
+history replays both in the workers' sandbox and in the strict one the tests run their cases in, with the
+project's own code imported into it, so a workflow that reads the wall clock, draws a random number or
+does I/O fails here too: the workers pass the project's modules through their sandbox for speed, and a
+module passed through is not checked.
 Refresh the recordings with `python -m tests.histories.record` (see the README).
 """
 
