@@ -52,6 +52,9 @@ log = structlog.get_logger("worker")
 # A module passed through is not checked: the sandbox cannot see a call its code makes through its own
 # imports, so the project's code is checked by the strict sandbox the tests run it in instead.
 LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "opentelemetry")
+# What the strict sandbox shares with the host all the same: the models and the policy, which the data
+# converter and the activities build outside the sandbox, and the activities the workflows call.
+SHARED = ("workflows.models", "workflows.policy", "activities")
 PASSTHROUGH = (*LIBRARIES, "workflows", "activities")
 # How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
 SHUTDOWN_GRACE = timedelta(seconds=20)
@@ -64,13 +67,13 @@ def pin_zone_rules() -> None:
 
 
 def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
-    """The sandbox every worker and the replay tests use, so a replay runs exactly what workers run.
+    """The sandbox every worker uses, and the replay tests too, so a replay runs what workers run.
 
-    `strict` passes through the libraries only, so the project's own workflow code is imported into the
-    sandbox and any call it makes that the sandbox restricts (the wall clock, randomness, I/O) fails
-    the run. The tests run their cases this way, and replay every recorded history both ways. Workers
-    pass the project through, for speed."""
-    modules = LIBRARIES if strict else PASSTHROUGH
+    `strict` passes through the libraries and `SHARED` only, so the workflows' own modules are imported
+    into the sandbox, and a call they make that the sandbox restricts (the wall clock, randomness, the
+    standard library's file and network calls) fails the workflow task. The tests run their cases this
+    way, and replay every recorded history both ways. Workers pass the project through, for speed."""
+    modules = (*LIBRARIES, *SHARED) if strict else PASSTHROUGH
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
@@ -106,8 +109,8 @@ def build_worker(
     shutdown_grace: timedelta = SHUTDOWN_GRACE,
     strict_sandbox: bool = False,
 ) -> Worker:
-    """The worker for one task queue; tests build theirs here too, with their own queue, and in the
-    strict sandbox (`workflow_runner`), so every path they drive checks the workflows' own code."""
+    """The worker for one task queue; tests build theirs here too, with their own queue, most of them
+    in the strict sandbox (`workflow_runner`), so every path they drive checks the workflows' own code."""
     store = CaseStore(pool)
     notifier = Notifier(pool, sender)
     writer = CaseWriter(store, notifier)

@@ -2,9 +2,9 @@
 
 A change that would make a running case take a different path fails here, in CI, before it ships. Each
 history replays both in the workers' sandbox and in the strict one the tests run their cases in, with the
-project's own code imported into it, so a workflow that reads the wall clock, draws a random number or
-does I/O fails here too: the workers pass the project's modules through their sandbox for speed, and a
-module passed through is not checked.
+workflows' own modules imported into it, so a workflow that reads the wall clock, draws a random number
+or calls the file system fails here too: the workers pass the project's modules through their sandbox
+for speed, and a module passed through is not checked.
 Refresh the recordings with `python -m tests.histories.record` (see the README).
 """
 

@@ -72,7 +72,7 @@ class Outbox:
 def standup_worker(
     client: Client, pool: asyncpg.Pool, task_queue: str, policy: Policy, outbox: Outbox
 ) -> Worker:
-    """In the strict sandbox, so the digest's own code is checked as the replay tests check the case's."""
+    """In the strict sandbox, so the digest workflow's own modules are checked as the case's are."""
     return Worker(
         client,
         task_queue=task_queue,

@@ -18,23 +18,24 @@ from typing import Any, NoReturn
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import clocks, cycles, events, formats, messages, rules, sla
+from workflows.actions import CaseActions, handles
+from workflows.clocks import CaseClocks, Due, DueKind
+from workflows.journal import (
+    ACTIVITY_TIMEOUT,
+    ONE_WRITE_PER_CHANGE,
+    PATIENT,
+    WRITE_BESIDE_LIFECYCLE,
+    CaseJournal,
+    Unwritten,
+    life_key,
+)
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field, ValidationError
 
     from activities.case_store import TechLeadTicket
     from activities.policy_source import PolicySource
-    from workflows import clocks, cycles, events, formats, messages, rules, sla
-    from workflows.actions import CaseActions, handles
-    from workflows.clocks import CaseClocks, Due, DueKind
-    from workflows.journal import (
-        ACTIVITY_TIMEOUT,
-        ONE_WRITE_PER_CHANGE,
-        PATIENT,
-        WRITE_BESIDE_LIFECYCLE,
-        CaseJournal,
-        Unwritten,
-        life_key,
-    )
     from workflows.models import (
         CLOCK_SKEW,
         ESCALATION_CLOCK,

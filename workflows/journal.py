@@ -21,15 +21,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 from temporalio.workflow import ActivityHandle
 
+from workflows import case_metrics, messages, search
+from workflows.clocks import Due
+from workflows.events import Entry, Plan, Tell
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
 
     from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
     from activities.case_writer import CaseWriter
     from activities.notifications import Notification, Notifier
-    from workflows import case_metrics, messages, search
-    from workflows.clocks import Due
-    from workflows.events import Entry, Plan, Tell
     from workflows.models import CaseStatus, TimelineEntry, Trouble
     from workflows.policy import Policy
     from workflows.safe_text import clipped, one_line, storable
