@@ -20,7 +20,11 @@ import structlog
 import uvicorn
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import (
+    RestrictedWorkflowAccessError,
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
 
 from activities.case_store import CaseStore
 from activities.case_writer import CaseWriter
@@ -137,6 +141,9 @@ def build_worker(
         max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
         max_concurrent_activities=tuning.max_concurrent_activities,
         max_concurrent_local_activities=tuning.max_concurrent_local_activities,
+        # A restricted call fails the case at once, with the sandbox's message, rather than its task
+        # again and again until a test times out.
+        workflow_failure_exception_types=[RestrictedWorkflowAccessError] if strict_sandbox else [],
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import Sender, log_sink
@@ -84,6 +84,11 @@ async def status_when(
         if ready(status):
             return status
         if asyncio.get_running_loop().time() > deadline:
+            if (await handle.describe()).status is WorkflowExecutionStatus.FAILED:
+                try:
+                    await handle.result()
+                except WorkflowFailureError as failed:  # a restricted call, in the strict sandbox
+                    raise AssertionError(f"the case failed: {failed.cause}") from failed
             raise AssertionError(f"case never reached the expected state: {status.model_dump_json(indent=1)}")
         await asyncio.sleep(0.05)
 
