@@ -75,8 +75,9 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
 
     `strict` passes through the libraries and `SHARED` only, so the workflows' own modules are imported
     into the sandbox, and a call they make that the sandbox restricts (the wall clock, randomness, the
-    standard library's file and network calls) fails the workflow task (`build_worker` fails the case). The tests run their cases this
-    way, and replay every recorded history both ways. Workers pass the project through, for speed."""
+    standard library's file and network calls) fails the workflow task (`build_worker` fails the case).
+    The tests run their cases this way, and replay every recorded history both ways. Workers pass the
+    project through, for speed."""
     modules = (*LIBRARIES, *SHARED) if strict else PASSTHROUGH
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
