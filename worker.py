@@ -59,7 +59,7 @@ LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_
 # What the strict sandbox shares with the host all the same: the models and the policy, which the data
 # converter and the activities build outside the sandbox, and the activities the workflows call.
 SHARED = ("workflows.models", "workflows.policy", "activities")
-PASSTHROUGH = (*LIBRARIES, "workflows", "activities")
+PASSTHROUGH = (*LIBRARIES, *SHARED, "workflows")
 # How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
 SHUTDOWN_GRACE = timedelta(seconds=20)
 

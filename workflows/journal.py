@@ -24,6 +24,7 @@ from temporalio.workflow import ActivityHandle
 from workflows import case_metrics, messages, search
 from workflows.clocks import Due
 from workflows.events import Entry, Plan, Tell
+from workflows.safe_text import clipped, one_line, storable
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
@@ -33,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import Notification, Notifier
     from workflows.models import CaseStatus, TimelineEntry, Trouble
     from workflows.policy import Policy
-    from workflows.safe_text import clipped, one_line, storable
 
 T = TypeVar("T")
 
