@@ -56,10 +56,25 @@ def month_of_tickets(
         if priority is Priority.P1:
             row["customer_updates"] = _updates(rnd, engaged, row.get("resolved_at", at))
         if rnd.random() < 0.05 and "resolved_at" in row:
-            row["priority_changed_at"] = opened + timedelta(minutes=rnd.uniform(1, 30))
+            changed = opened + timedelta(minutes=rnd.uniform(1, 30))
+            row["priority_changed_at"] = changed
             row["new_priority"] = Priority.P1 if priority is not Priority.P1 else Priority.P2
+            if row["new_priority"] is Priority.P1:
+                _raised_to_p1(row, engaged, changed, random.Random(f"{seed}:{n}"))
         tickets.append(RecordedTicket.model_validate(row))
     return tickets
+
+
+def _raised_to_p1(row: dict[str, object], engaged: datetime, changed: datetime, rnd: random.Random) -> None:
+    """A ticket raised to P1 is worked as one from the change: a queued one engages then, so its steps
+    come as much earlier, and the customer is updated every half hour until it is resolved. (Its own
+    random numbers, so the other tickets of the month stay as they were.)"""
+    earlier = max(engaged - changed, timedelta(0))
+    for name in (*STEP_MINUTES, "paused_at", "resumed_at"):
+        at = row.get(name)
+        if isinstance(at, datetime):
+            row[name] = at - earlier
+    row["customer_updates"] = _updates(rnd, max(changed, engaged - earlier), row["resolved_at"])
 
 
 def _updates(rnd: random.Random, engaged: datetime, until: object) -> list[datetime]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -16,12 +17,14 @@ from simulator.books import Books, case_id
 from simulator.from_db import tickets_from_db
 from simulator.replay import HORIZON, Replayed
 from simulator.run import replay_shard, replay_worker, run_replays, simulate, split
+from simulator.sample import month_of_tickets
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
 from simulator.timeshift import cycles_needed, moved, moved_policy
 from stack.cases import signal_action
 from tests.cases import advance_to, case_worker, settled, ticket
 from workflows.calendar import CalendarSpec
+from workflows.clocks import clocks_for, engagement_start
 from workflows.models import EventType
 from workflows.policy import load_policy
 from workflows.rotation import Rotation
@@ -188,6 +191,24 @@ def test_a_replay_follows_an_open_case_to_the_window_end_and_a_resolved_one_thro
     )
     steps = replay_of("baseline/case-O2", deferred, policy, 0, END).steps
     assert replay_of("baseline/case-O2", deferred, policy, 0, END).ends_at == steps[-1].at > END
+
+
+def test_the_sample_works_a_ticket_raised_to_p1_as_a_p1_from_the_change() -> None:
+    """A made-up ticket queued for business hours and raised to P1 at night is contacted soon after the
+    change, not at the next opening, and its customer hears from the team every half hour or so."""
+    policy = load_policy()
+    raised = [t for t in month_of_tickets(500) if t.new_priority == "P1"]
+    assert len(raised) >= 10
+    queued = 0
+    for t in raised:
+        assert t.priority_changed_at is not None and t.contacted_at is not None and t.resolved_at is not None
+        first = engagement_start(clocks_for(policy, t.priority, t.calendar), t.opened_at)
+        if t.priority_changed_at < first:
+            queued += 1
+            assert t.contacted_at - t.priority_changed_at <= timedelta(minutes=30)
+        told = [t.priority_changed_at, *t.customer_updates, t.resolved_at]
+        assert max(b - a for a, b in pairwise(told)) <= timedelta(minutes=35)
+    assert queued >= 5
 
 
 def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes() -> None:
