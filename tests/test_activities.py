@@ -152,6 +152,23 @@ async def test_migrations_are_applied_once(pool: asyncpg.Pool) -> None:
     assert versions[:2] == [1, 2]
 
 
+async def test_a_connection_handed_back_mid_transaction_is_lent_again_rolled_back(database_url: str) -> None:
+    """The pool skips asyncpg's session reset (nothing keeps session state); an open transaction is still
+    rolled back before the connection is lent again, so no half-written change reaches the next borrower."""
+    from activities.database import connect
+
+    pool = await connect(database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE left_open (n int)")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+    finally:
+        await pool.close()
+
+
 def changes(ticket_id: str, life: str, events: list[TimelineEntry], at: datetime = NOW) -> CaseChanges:
     t = ticket(ticket_id, "P2")
     status = CaseStatus(
