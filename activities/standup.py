@@ -1,21 +1,20 @@
 """The daily standup digest: what the team must look at this morning, read from PostgreSQL.
 
-The activity only reads; the digest workflow hands the rendered facts to the existing outbox
-(`Notifier.send_notifications`), so delivery keeps its dedupe key and at-most-once guarantee.
-`digest_facts` is pure so the workflow can call it and tests can check the wording without Temporal.
+The activity only reads; the digest workflow words it (`workflows/digest.py`) and hands the facts to
+the existing outbox (`Notifier.send_notifications`), so delivery keeps its dedupe key and at-most-once
+guarantee.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 
 import asyncpg
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from workflows import formats
 from workflows.models import Phase, Priority
 
 log = structlog.get_logger(__name__)
@@ -142,59 +141,3 @@ class StandupActivities:
 
 def _case(row: asyncpg.Record) -> DigestCase:
     return DigestCase.model_validate(dict(row))
-
-
-# Wording: pure, so the workflow may call it.
-
-
-def age(d: timedelta) -> str:
-    """How long a case has been open, coarse on purpose: to the minute within the hour, then the hour."""
-    step = timedelta(minutes=1) if d < timedelta(hours=1) else timedelta(hours=1)
-    return formats.duration(max(d, timedelta(0)), rounded_to=step)
-
-
-def case_line(case: DigestCase, as_of: datetime, zone: tzinfo) -> str:
-    """One case on one line, with what makes it standup-worthy at the end."""
-    opened = case.opened_at.astimezone(zone)
-    state = f"{case.phase.value}, paused" if case.paused else case.phase.value
-    since = age(as_of - case.opened_at)
-    line = (
-        f"- {case.priority.value} {case.ticket_id} | {case.customer_name} | {case.subject} | {state}"
-        f" | {case.assignee or 'unassigned'} | opened {opened:%a %d %b %H:%M %Z} ({since} ago)"
-    )
-    if case.escalation_levels:
-        line += f" | escalated: {', '.join(case.escalation_levels)}"
-    elif case.escalated or case.on_standup:
-        line += " | escalated"
-    if case.breached_milestones:
-        line += f" | breached: {', '.join(case.breached_milestones)}"
-    return line
-
-
-def section_text(section: DigestSection, as_of: datetime, zone: tzinfo) -> str:
-    if not section.cases:
-        return "- none"
-    lines = [case_line(c, as_of, zone) for c in section.cases]
-    if section.more:
-        lines.append(f"- ... and {section.more} more")
-    return "\n".join(lines)
-
-
-def digest_facts(digest: StandupDigest, zone: tzinfo, calendar: str) -> dict[str, str]:
-    """The template's facts; the outbox renders `standup_digest.txt` with them."""
-    local = digest.as_of.astimezone(zone)
-    facts = {
-        "day": f"{local:%Y-%m-%d}",
-        "weekday": f"{local:%A}",
-        "as_of": f"{local:%H:%M %Z}",
-        "calendar": calendar,
-        "open_count": str(digest.open_cases),
-    }
-    for name, section in digest.sections().items():
-        facts[name] = section_text(section, digest.as_of, zone)
-        facts[f"{name}_count"] = str(section.total)
-    return facts
-
-
-def ticket_ids(digest: StandupDigest) -> dict[str, list[str]]:
-    return {name: s.ticket_ids() for name, s in digest.sections().items()}

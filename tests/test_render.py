@@ -356,9 +356,9 @@ def test_web_ui_links_name_the_clients_namespace_and_escape_ids() -> None:
 def test_instants_and_durations_read_the_same_everywhere() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from activities.standup import age
     from console.report import human
     from workflows import formats, messages
+    from workflows.digest import age
 
     t = datetime(2026, 12, 2, 15, 28, 9, tzinfo=timezone(timedelta(hours=1)))
     assert formats.instant(t) == messages.when(t) == "2026-12-02 14:28 UTC"

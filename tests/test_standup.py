@@ -26,11 +26,12 @@ from temporalio.worker import Worker
 from activities.database import connect, migrate
 from activities.notifications import Message, Notifier
 from activities.policy_source import PolicySource
-from activities.standup import DigestCase, DigestSection, StandupActivities, StandupDigest, digest_facts
+from activities.standup import DigestCase, DigestSection, StandupActivities, StandupDigest
 from stack.schedules import ensure_standup_schedule, next_standups, parse_at, schedule_standup_command
 from tests.cases import default_policy
 from worker import workflow_runner
 from workflows.calendar import CalendarSpec
+from workflows.digest import digest_facts
 from workflows.models import Phase, Priority
 from workflows.policy import Policy
 from workflows.standup import DEFAULT_TEAM_EMAIL, StandupDigestWorkflow, StandupRequest, StandupResult

@@ -15,13 +15,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows.calendar import BusinessCalendar
+from workflows.digest import digest_facts, ticket_ids
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
 
     from activities.notifications import Notification, Notifier
     from activities.policy_source import PolicySource
-    from activities.standup import DigestQuery, StandupActivities, digest_facts, ticket_ids
+    from activities.standup import DigestQuery, StandupActivities
     from workflows.models import NotificationKind
     from workflows.policy import Channel, Policy, Role
 
