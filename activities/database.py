@@ -31,22 +31,31 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 async def migrate(pool: asyncpg.Pool) -> list[int]:
-    """Apply pending migrations once, even with several workers starting together."""
+    """Apply pending migrations once, even with several workers starting together. A migration may change
+    a session setting, so its connection is reset before the pool lends it again (the pool does not)."""
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                return await _apply_pending(conn)
+        finally:
+            await conn.reset()
+
+
+async def _apply_pending(conn: Connection) -> list[int]:
     applied: list[int] = []
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-            applied.append(version)
-            log.info("migration applied", version=version, name=name)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK)
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        await conn.execute(sql)
+        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+        applied.append(version)
+        log.info("migration applied", version=version, name=name)
     return applied
 
 
@@ -59,5 +68,6 @@ async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -
 async def _session_kept(conn: asyncpg.Connection) -> None:
     """A connection goes back to the pool as it is, without asyncpg's default reset: that is one more
     round trip per borrow (`RESET ALL`, `UNLISTEN *`, advisory unlocks, `CLOSE ALL`), and nothing here
-    leaves session state behind: no LISTEN, no session settings, no session advisory lock, no cursor
-    outside a transaction. asyncpg still rolls back a transaction left open."""
+    leaves session state behind: no LISTEN, no session settings (the migrations' connection is reset by
+    `migrate`), no session advisory lock, no cursor outside a transaction. asyncpg still rolls back a
+    transaction left open."""

@@ -152,19 +152,26 @@ async def test_migrations_are_applied_once(pool: asyncpg.Pool) -> None:
     assert versions[:2] == [1, 2]
 
 
-async def test_a_connection_handed_back_mid_transaction_is_lent_again_rolled_back(database_url: str) -> None:
-    """The pool skips asyncpg's session reset (nothing keeps session state); an open transaction is still
-    rolled back before the connection is lent again, so no half-written change reaches the next borrower."""
-    from activities.database import connect
+async def test_a_connection_goes_back_to_the_pool_as_it_is_but_never_mid_transaction(
+    database_url: str,
+) -> None:
+    """The pool skips asyncpg's session reset (a round trip a borrow; nothing keeps session state), but an
+    open transaction is still rolled back before the connection is lent again, and the migrations reset
+    whatever setting they changed."""
+    from activities.database import connect, migrate
 
     pool = await connect(database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'kept'")
             await conn.execute("BEGIN")
             await conn.execute("CREATE TABLE left_open (n int)")
         async with pool.acquire() as conn:
             assert not conn.is_in_transaction()
             assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+            assert await conn.fetchval("SHOW application_name") == "kept"
+        await migrate(pool)
+        assert await pool.fetchval("SHOW application_name") != "kept"
     finally:
         await pool.close()
 
