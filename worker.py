@@ -60,6 +60,9 @@ LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_
 # converter and the activities build outside the sandbox, and the activities the workflows call.
 SHARED = ("workflows.models", "workflows.policy", "activities")
 PASSTHROUGH = (*LIBRARIES, *SHARED, "workflows")
+# On a strict worker, a restricted call fails the workflow at once, with the sandbox's message, rather
+# than its task again and again until a test times out.
+STRICT_FAILURES: tuple[type[BaseException], ...] = (RestrictedWorkflowAccessError,)
 # How long a stopping worker lets activities in flight finish (they heartbeat) before cancelling them.
 SHUTDOWN_GRACE = timedelta(seconds=20)
 
@@ -142,9 +145,7 @@ def build_worker(
         max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
         max_concurrent_activities=tuning.max_concurrent_activities,
         max_concurrent_local_activities=tuning.max_concurrent_local_activities,
-        # A restricted call fails the case at once, with the sandbox's message, rather than its task
-        # again and again until a test times out.
-        workflow_failure_exception_types=[RestrictedWorkflowAccessError] if strict_sandbox else [],
+        workflow_failure_exception_types=STRICT_FAILURES if strict_sandbox else (),
     )
 
 

@@ -29,7 +29,7 @@ from activities.policy_source import PolicySource
 from activities.standup import DigestCase, DigestSection, StandupActivities, StandupDigest
 from stack.schedules import ensure_standup_schedule, next_standups, parse_at, schedule_standup_command
 from tests.cases import default_policy
-from worker import workflow_runner
+from worker import STRICT_FAILURES, workflow_runner
 from workflows.calendar import CalendarSpec
 from workflows.digest import digest_facts
 from workflows.models import Phase, Priority
@@ -84,6 +84,7 @@ def standup_worker(
             Notifier(pool, outbox).send_notifications,
         ],
         workflow_runner=workflow_runner(strict=True),
+        workflow_failure_exception_types=STRICT_FAILURES,
     )
 
 
