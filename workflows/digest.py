@@ -5,9 +5,12 @@ tests check the wording without Temporal."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 
-from activities.standup import DigestCase, DigestSection, StandupDigest
 from workflows import formats
+
+if TYPE_CHECKING:
+    from activities.standup import DigestCase, DigestSection, StandupDigest
 
 
 def age(d: timedelta) -> str:
