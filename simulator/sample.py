@@ -6,10 +6,11 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from simulator.schedule import engaged_at
 from simulator.tickets import RecordedTicket
 from workflows.clocks import clocks_for, engagement_start
 from workflows.models import Priority
-from workflows.policy import load_policy
+from workflows.policy import Policy, load_policy
 
 # Shares of the priorities, and how long (minutes) people take for each step after the one before.
 PRIORITIES = ((Priority.P1, 0.1), (Priority.P2, 0.25), (Priority.P3, 0.4), (Priority.P4, 0.25))
@@ -60,21 +61,24 @@ def month_of_tickets(
             row["priority_changed_at"] = changed
             row["new_priority"] = Priority.P1 if priority is not Priority.P1 else Priority.P2
             if row["new_priority"] is Priority.P1:
-                _raised_to_p1(row, engaged, changed, random.Random(f"{seed}:{n}"))
+                _raised_to_p1(row, engaged, policy, random.Random(f"{seed}:{n}"))
         tickets.append(RecordedTicket.model_validate(row))
     return tickets
 
 
-def _raised_to_p1(row: dict[str, object], engaged: datetime, changed: datetime, rnd: random.Random) -> None:
-    """A ticket raised to P1 is worked as one from the change: a queued one engages then, so its steps
-    come as much earlier, and the customer is updated every half hour until it is resolved. (Its own
-    random numbers, so the other tickets of the month stay as they were.)"""
-    earlier = max(engaged - changed, timedelta(0))
+def _raised_to_p1(row: dict[str, object], engaged: datetime, policy: Policy, rnd: random.Random) -> None:
+    """A ticket raised to P1 is worked as one from its engagement as a P1: a queued one engages at the
+    change, so its steps come as much earlier, and the customer is updated every half hour from then
+    until it is resolved. (Its own random numbers, so the other tickets of the month stay as they were.)"""
+    as_p1 = engaged_at(RecordedTicket.model_validate(row), policy)
+    earlier = max(engaged - as_p1, timedelta(0))
     for name in (*STEP_MINUTES, "paused_at", "resumed_at"):
         at = row.get(name)
         if isinstance(at, datetime):
             row[name] = at - earlier
-    row["customer_updates"] = _updates(rnd, max(changed, engaged - earlier), row["resolved_at"])
+    changed = row["priority_changed_at"]
+    assert isinstance(changed, datetime)
+    row["customer_updates"] = _updates(rnd, max(changed, as_p1), row["resolved_at"])
 
 
 def _updates(rnd: random.Random, engaged: datetime, until: object) -> list[datetime]:
