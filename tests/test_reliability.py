@@ -59,12 +59,17 @@ async def test_poison_signals_are_rejected_bounded_and_the_escalation_fires_on_t
         deadline = opened_at + ESCALATION
         await until(lambda: visible(dev_env.client, h.id, "CaseEscalated = true"), "escalated", timeout=40)
         seen = datetime.now(UTC)
-        print(
-            f"\nFIGURE poison signals: escalated {(seen - deadline).total_seconds():.1f} s after the deadline"
-        )
-        assert seen - deadline < timedelta(seconds=5), f"escalated {seen - deadline} after its deadline"
-
         status = await settled(h, pool)
+        # On time as the case recorded it (its clock when the escalation fired) and as PostgreSQL did;
+        # the visibility poll above only shows it reached the Web UI, with the dev server's own lag.
+        fired = next(e.at for e in status.timeline if e.type == "escalated")
+        [row] = await rows(pool, "escalations", h.id)
+        late = {"escalated": fired, "row": row["created_at"], "visible": seen}
+        figures = ", ".join(f"{k} {(t - deadline).total_seconds():.1f} s" for k, t in late.items())
+        print(f"\nFIGURE poison signals, after the deadline: {figures}")
+        assert fired - deadline < timedelta(seconds=5), f"escalated {fired - deadline} after its deadline"
+        assert row["created_at"] - deadline < timedelta(seconds=5), f"row {row['created_at'] - deadline} late"
+
         rejected = [e for e in status.timeline if e.type == "rejected"]
         assert len(rejected) == 3
         assert all(len(e.detail) < REJECTION_LIMIT for e in rejected), [len(e.detail) for e in rejected]
@@ -73,7 +78,6 @@ async def test_poison_signals_are_rejected_bounded_and_the_escalation_fires_on_t
         assert "and 19996 more" in rejected[2].detail
         stored = [r for r in await rows(pool, "case_events", h.id) if r["type"] == "rejected"]
         assert [r["detail"] for r in stored] == [e.detail for e in rejected]
-        assert len(await rows(pool, "escalations", h.id)) == 1
         assert await failed_tasks(h) == 0
         assert await highest_attempt(h) <= 3
         await cases.terminate_running()
