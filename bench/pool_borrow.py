@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -40,12 +41,13 @@ async def main(count: int) -> None:
     header()
     with tempfile.TemporaryDirectory() as tmp:
         url = start_postgres(Path(tmp) / "pg")
+        pools: dict[str, Callable[[], Awaitable[asyncpg.Pool]]] = {
+            "asyncpg's default reset": lambda: asyncpg.create_pool(url, min_size=AT_ONCE, max_size=AT_ONCE),
+            "the worker's pool": lambda: connect(url, min_size=AT_ONCE, max_size=AT_ONCE),
+        }
         for _ in range(2):
-            for name in ("asyncpg's default reset", "the worker's pool"):
-                if name == "the worker's pool":
-                    pool = await connect(url, min_size=AT_ONCE, max_size=AT_ONCE)
-                else:
-                    pool = await asyncpg.create_pool(url, min_size=AT_ONCE, max_size=AT_ONCE)
+            for name, make in pools.items():
+                pool = await make()
                 try:
                     wall, cpu = await borrows(pool, count)
                 finally:

@@ -61,12 +61,14 @@ def month_of_tickets(
             row["priority_changed_at"] = changed
             row["new_priority"] = Priority.P1 if priority is not Priority.P1 else Priority.P2
             if row["new_priority"] is Priority.P1:
-                _raised_to_p1(row, engaged, policy, random.Random(f"{seed}:{n}"))
+                _raised_to_p1(row, engaged, changed, policy, random.Random(f"{seed}:{n}"))
         tickets.append(RecordedTicket.model_validate(row))
     return tickets
 
 
-def _raised_to_p1(row: dict[str, object], engaged: datetime, policy: Policy, rnd: random.Random) -> None:
+def _raised_to_p1(
+    row: dict[str, object], engaged: datetime, changed: datetime, policy: Policy, rnd: random.Random
+) -> None:
     """A ticket raised to P1 is worked as one from its engagement as a P1: a queued one engages at the
     change, so its steps come as much earlier, and the customer is updated every half hour from then
     until it is resolved. (Its own random numbers, so the other tickets of the month stay as they were.)"""
@@ -76,8 +78,6 @@ def _raised_to_p1(row: dict[str, object], engaged: datetime, policy: Policy, rnd
         at = row.get(name)
         if isinstance(at, datetime):
             row[name] = at - earlier
-    changed = row["priority_changed_at"]
-    assert isinstance(changed, datetime)
     row["customer_updates"] = _updates(rnd, max(changed, as_p1), row["resolved_at"])
 
 
