@@ -117,8 +117,31 @@ async def test_queued_p4_raised_to_p1_is_engaged_at_once(
     now_ish = opened + timedelta(minutes=20)
     engaged_entry = next(e for e in engaged.timeline if e.type == "engaged")
     assert now_ish <= engaged_entry.at < now_ish + timedelta(minutes=1)
+    assert queued.assignee == "support-queue@support.example"
+    assert engaged.assignee == "oncall@support.example"
     sent = await rows(pool, "notifications", handle.id)
     assert ("customer_call", "call") in {(n["kind"], n["channel"]) for n in sent}
+    assert [n["kind"] for n in sent].count("customer_call") == 1
+
+
+async def test_a_resolved_case_raised_to_p1_moves_to_on_call_without_calling_the_customer(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """The customer has been asked to confirm the fix; a call about an engagement would be news to them."""
+    await advance_to(time_env, TUESDAY, time(10, 0))
+    async with case_worker(time_env, pool, task_queue) as cases:
+        handle = await cases.open(ticket(ticket_id, "P3"))
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        await signal_action(time_env.client, ticket_id, "resolved", {"summary": "fixed"})
+        await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+        await signal_action(time_env.client, ticket_id, "change_priority", {"priority": "P1"})
+        raised = await status_when(handle, lambda s: s.priority.value == "P1")
+        raised = await settled(handle, pool)
+
+    assert raised.phase is Phase.AWAITING_CONFIRMATION
+    assert raised.assignee == "oncall@support.example"
+    kinds = {n["kind"] for n in await rows(pool, "notifications", handle.id)}
+    assert "follow_up" in kinds and "customer_call" not in kinds and "tam_update" not in kinds
 
 
 async def test_a_warning_due_at_2am_saturday_is_delivered_at_monday_opening(

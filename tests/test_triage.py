@@ -35,6 +35,22 @@ async def test_p1_at_3am_sunday_is_engaged_at_once_and_called(
     assert case["phase"] == "engaged" and case["priority"] == "P1"
 
 
+async def test_a_p1_opened_a_little_ahead_of_the_server_is_engaged_at_its_arrival(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """A sender's clock two minutes fast: the ticket is accepted, and not queued until its own opening."""
+    now = await advance_to(time_env, SUNDAY, time(3, 0))
+    ahead = now.replace(microsecond=0) + timedelta(minutes=2)
+    async with case_worker(time_env, pool, task_queue) as cases:
+        handle = await cases.open(ticket(ticket_id, "P1", opened_at=ahead))
+        status = await status_when(handle, lambda s: s.phase is not Phase.TRIAGE)
+
+    assert status.phase is Phase.ENGAGED and status.queued_until is None
+    assert status.ticket.opened_at == ahead
+    assert status.opened_at < ahead and status.engaged_at == status.opened_at
+    assert "queued" not in [e.type for e in status.timeline]
+
+
 async def test_p3_at_6pm_friday_is_queued_until_monday_opening(
     time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
 ) -> None:

@@ -88,6 +88,12 @@ SLA_EVENTS = "sla-events"
 # A timer whose instant has come is left to fire instead of being cancelled: cancelling it races its
 # firing (Temporal's time-skipping test server refuses such a completion), and it costs a command.
 DUE_TIMERS_FIRE = "due-timers-fire"
+# A ticket's opened_at a little ahead of the server's clock (the sender's clock runs fast) is taken as
+# the moment the case arrived, so a P1 is not queued until its own opening.
+OPENED_AT_NOT_AHEAD = "opened-at-not-ahead"
+# A case raised to P1 moves from the team queue to on-call in any open phase, and only an engaged one is
+# called at once: a queued one is called as it engages, a resolved one waiting on its customer not at all.
+P1_OWNER_WHEN_RAISED = "p1-owner-when-raised"
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -167,6 +173,8 @@ class CaseWorkflow(CaseActions):
         lean = workflow.patched(ONE_WRITE_PER_CHANGE)
         if lean or workflow.patched(WRITE_BESIDE_LIFECYCLE):
             self._begin_life(lean)
+        if self._policy is None and self.case.opened_at > workflow.now():
+            self._arrived_early()
         if self._policy is None:
             await self._ingest()
         await self._triage()
@@ -187,6 +195,13 @@ class CaseWorkflow(CaseActions):
         if self._policy is None or (case.life and reset):
             case.life = info.run_id
         self._journal.start(lambda: self.case, lean=lean)
+
+    def _arrived_early(self) -> None:
+        """A ticket opened a little ahead of the server's clock (within CLOCK_SKEW: the sender's clock
+        runs fast) is taken as opened when it arrived. Asked before the policy's snapshot: asked after its
+        local activity, the marker landed in a workflow task of its own, and the recording did not replay."""
+        if workflow.patched(OPENED_AT_NOT_AHEAD):
+            self.case.opened_at = workflow.now()
 
     async def _ingest(self) -> None:
         """Snapshot the policy, assign the case and record it."""
@@ -673,8 +688,12 @@ class CaseWorkflow(CaseActions):
             case.engaged_at = start
         raised = events.raised_to_call(self.policy, old, priority)
         contact = raised and case.engagement >= 1 and self._since(CONTACT_ON_RAISE)
+        to_on_call = contact
+        waiting = case.phase in (Phase.QUEUED, Phase.AWAITING_CONFIRMATION)
+        if raised and waiting and workflow.patched(P1_OWNER_WHEN_RAISED):
+            contact, to_on_call = False, True
         reassigned_to = None
-        if contact and case.assignee == self.policy.roster.team_queue:
+        if to_on_call and case.assignee == self.policy.roster.team_queue:
             case.assignee = reassigned_to = self.policy.roster.on_call_at(workflow.now())
         self._publish(
             events.priority_changed(

@@ -1,4 +1,4 @@
-"""Record the event histories the replay test replays: `python -m tests.histories.record`.
+"""Record the event histories the replay test replays: `python -m tests.histories.record [NAME...]`.
 
 Run it after a deliberate, patched change to the case workflow, and commit the new JSON files next to
 the old ones (keep the old ones: they are the cases still running in production).
@@ -6,6 +6,7 @@ the old ones (keep the old ones: they are the cases still running in production)
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import sys
@@ -100,6 +101,26 @@ async def p1_acknowledged_and_updated(env: WorkflowEnvironment, pool: asyncpg.Po
     return h
 
 
+async def raised_to_p1_while_queued(env: WorkflowEnvironment, pool: asyncpg.Pool) -> Handle:
+    """A P3 sent on a Friday night by a clock two minutes fast, queued, then raised to P1: it is engaged
+    at once and moves to on-call (the opened-at and P1-owner patches)."""
+    now = await advance_to(env, 4, time(20, 0))
+    async with case_worker(env, pool, "record") as cases:
+        ahead = now.replace(microsecond=0) + timedelta(minutes=2)
+        h = await cases.open(ticket(f"R7-{uuid.uuid4().hex[:6]}", "P3", opened_at=ahead))
+        tid = h.id.removeprefix("case-")
+        await status_when(h, lambda s: s.phase is Phase.QUEUED)
+        await env.sleep(timedelta(minutes=30))
+        await signal_action(env.client, tid, "change_priority", {"priority": "P1", "reason": "site down"})
+        await status_when(h, lambda s: s.phase is Phase.ENGAGED)
+        await signal_action(env.client, tid, "customer_contacted", {"channel": "call"})
+        await signal_action(env.client, tid, "resolved", {"summary": "failed over"})
+        await status_when(h, lambda s: s.follow_up_sent_at is not None)
+        await signal_action(env.client, tid, "customer_confirmed", {})
+        await h.result()
+    return h
+
+
 async def cancelled(env: WorkflowEnvironment, pool: asyncpg.Pool) -> Handle:
     await advance_to(env, 1, time(10, 0))
     async with case_worker(env, pool, "record") as cases:
@@ -148,6 +169,7 @@ TIME_SKIPPING: dict[str, Callable[[WorkflowEnvironment, asyncpg.Pool], Awaitable
     "cancelled": cancelled,
     "continued_as_new": continued_as_new,
     "p1_acknowledged_and_updated": p1_acknowledged_and_updated,
+    "raised_to_p1_while_queued": raised_to_p1_while_queued,
 }
 DEV_SERVER = {"updates_on_the_dev_server": updates_on_the_dev_server}
 
@@ -159,11 +181,18 @@ async def save(name: str, handle: Handle) -> None:
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help="the cases to record (default: all of them)")
+    only = set(parser.parse_args().names) or set(TIME_SKIPPING) | set(DEV_SERVER)
+    if unknown := only - set(TIME_SKIPPING) - set(DEV_SERVER):
+        parser.error(f"no such case: {', '.join(sorted(unknown))}")
     pin_zone_rules()
     with tempfile.TemporaryDirectory() as tmp:
         pool = await connect(start_postgres(Path(tmp) / "pg"))
         await migrate(pool)
         for name, scenario in TIME_SKIPPING.items():
+            if name not in only:
+                continue
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=pydantic_data_converter,
                 test_server_existing_path=bundled_binary("temporal-test-server"),
@@ -171,10 +200,12 @@ async def main() -> None:
             await register_search_attributes(env.client)
             await save(name, await scenario(env, pool))
             await env.shutdown()
-        env = await start_dev_server(None, port=7399, ui=False)
-        for name, scenario in DEV_SERVER.items():
-            await save(name, await scenario(env, pool))
-        await env.shutdown()
+        if only & set(DEV_SERVER):
+            env = await start_dev_server(None, port=7399, ui=False)
+            for name, scenario in DEV_SERVER.items():
+                if name in only:
+                    await save(name, await scenario(env, pool))
+            await env.shutdown()
         await pool.close()
     shutil.rmtree(Path(tmp), ignore_errors=True)
 
