@@ -1,7 +1,7 @@
 """Bearer tokens with scopes: `intake` opens cases, `act` sends actions, `read` reads them.
 
-Tokens come from ABH_API_TOKENS. With none configured the API refuses everything but /healthz, so a
-server started without thought is closed, not open.
+Tokens come from ABH_API_TOKENS. With none configured the API refuses everything but /healthz and the
+signed helpdesk webhooks, so a server started without thought is closed, not open.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from stack.settings import Settings
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 """Answered even with no token configured."""
+SIGNED_PREFIX = "/webhooks/"
+"""Helpdesk webhooks: their signature is their credential, so they answer with no token configured
+(each refuses every delivery while its own secret is not configured)."""
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 """The OpenAPI schema and its pages: public once tokens are configured, so a browser can read them."""
 
@@ -57,9 +60,10 @@ def require(scope: str) -> Callable[..., Awaitable[None]]:
 async def closed_without_tokens(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """Middleware: with no token configured, every request but the public ones is refused."""
+    """Middleware: with no token configured, every request but the public and signed ones is refused."""
     settings: Settings = request.app.state.settings
-    if settings.api_tokens or request.url.path in PUBLIC_PATHS:
+    path = request.url.path
+    if settings.api_tokens or path in PUBLIC_PATHS or path.startswith(SIGNED_PREFIX):
         return await call_next(request)
     return JSONResponse(
         {"detail": "no API token is configured (ABH_API_TOKENS): the API is closed"},

@@ -46,7 +46,7 @@ class WebhookResult(BaseModel):
 
 def documented(*codes: int, **models: Any) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the refusals a route can give, each with the Problem shape unless named.
-    A 400 is a body that cannot be read at all (not UTF-8, not JSON framing FastAPI can parse)."""
+    A 400 is a body whose bytes FastAPI cannot decode at all; one that is text but not JSON is a 422."""
     shapes: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in codes}
     for code, model in models.items():
         shapes[int(code.removeprefix("r"))] = {"model": model}

@@ -1,9 +1,10 @@
 """Bearer tokens and scopes: each scope does exactly what it names; no or a wrong token is a 401, the
-wrong scope a 403; with no token configured, everything but /healthz is a 401."""
+wrong scope a 403; with no token configured, everything but /healthz and the signed webhooks is a 401."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import asyncpg
@@ -14,8 +15,12 @@ from temporalio.testing import WorkflowEnvironment
 from api.serve import server
 from stack.samples import ticket
 from stack.settings import Settings
-from tests.api_server import Api
+from tests.api_server import ZENDESK_SECRET, Api, jira_headers, zendesk_headers
 from tests.conftest import _free_port
+from tests.test_webhooks_zendesk import created
+from workflows.models import case_workflow_id
+
+JSON = {"Content-Type": "application/json"}
 
 
 def requests(ticket_id: str) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
@@ -74,11 +79,15 @@ async def test_a_missing_or_wrong_token_is_refused(api: Api, ticket_id: str, hea
         assert (await http.get(f"/cases/{ticket_id}", headers=api.headers())).status_code == 404
 
 
-async def test_no_token_configured_closes_everything_but_healthz(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, ticket_id: str
+async def test_no_token_configured_closes_everything_but_healthz_and_signed_webhooks(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, ticket_id: str, task_queue: str
 ) -> None:
+    """A helpdesk integration needs no API token: its signature is its credential."""
     port = _free_port()
-    uvicorn = server(Settings.from_env({}), port=port, client=dev_env.client, pool=pool)
+    settings = Settings.from_env({"ABH_ZENDESK_SECRET": ZENDESK_SECRET, "ABH_TASK_QUEUE": task_queue})
+    uvicorn = server(settings, port=port, client=dev_env.client, pool=pool)
+    zendesk_id = random.randrange(10**6, 10**9)
+    delivery = created(zendesk_id)
     serving = asyncio.create_task(uvicorn.serve())
     try:
         while not uvicorn.started:
@@ -91,8 +100,17 @@ async def test_no_token_configured_closes_everything_but_healthz(
                 assert "ABH_API_TOKENS" in answer.json()["detail"]
             answer = await http.post("/cases", json=ticket(ticket_id).model_dump(mode="json"))
             assert answer.status_code == 401
+            unsigned = await http.post("/webhooks/zendesk", content=delivery, headers=JSON)
+            assert unsigned.status_code == 401 and "Signature" in unsigned.json()["detail"]
+            jira = await http.post("/webhooks/jira", content=b"{}", headers=jira_headers(b"{}"))
+            assert jira.status_code == 401 and "ABH_JIRA_SECRET" in jira.json()["detail"]
+            signed = await http.post("/webhooks/zendesk", content=delivery, headers=zendesk_headers(delivery))
+            assert signed.status_code == 201, signed.text
     finally:
         uvicorn.should_exit = True
         await serving
     with pytest.raises(Exception, match="not found"):
         await dev_env.client.get_workflow_handle(f"case-{ticket_id}").describe()
+    opened = dev_env.client.get_workflow_handle(case_workflow_id(f"ZD-{zendesk_id}"))
+    assert (await opened.describe()).task_queue == task_queue
+    await opened.terminate("test over")
