@@ -34,7 +34,7 @@ from console.attention import attention_report
 from console.report import parse_since, report_command
 from simulator import command as simulator_command
 from stack import logs
-from stack.cases import CaseAlreadyExists, open_case, signal_action, update_action
+from stack.cases import CaseAlreadyExists, NotAnsweredYet, open_case, signal_action, update_action
 from stack.client import connect
 from stack.codec_server import codec_app_of
 from stack.embedded import start_postgres
@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--signal", action="store_true", help="fire-and-forget: send as a signal, not an update"
         )
+        sub.add_argument(
+            "--update-id",
+            help="the action's idempotency key: sent again with the same one, it is applied once "
+            "(default: a new one, printed if the case does not answer in time)",
+        )
     return parser
 
 
@@ -211,10 +216,13 @@ async def action_command(settings: Settings, args: argparse.Namespace) -> int:
             await signal_action(client, args.ticket_id, args.command, payload)
             print(f"signalled {args.command} to {case_workflow_id(args.ticket_id)}: {json.dumps(payload)}")
             return 0
-        status = await update_action(client, args.ticket_id, args.command, payload)
+        status = await update_action(client, args.ticket_id, args.command, payload, update_id=args.update_id)
     except Refused as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return 2
+    except NotAnsweredYet as waiting:
+        print(f"not answered yet: {waiting}", file=sys.stderr)
+        return 5
     print(
         f"{args.command} accepted: case {args.ticket_id} is {status.phase.value}, assignee {status.assignee}"
     )

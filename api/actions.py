@@ -2,22 +2,35 @@
 the API (its body schema, its OpenAPI page) the moment its model is defined."""
 
 import inspect
+import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import require
 from api.cases import TicketPath
 from api.responses import Refusal, documented
-from stack.cases import case_status, update_action
+from stack.cases import CaseFailed, NotAnsweredYet, case_status, update_action
+from stack.settings import Settings
 from workflows.actions import accepted_while
 from workflows.models import ACTIONS, ActionPayload, CaseStatus, case_workflow_id
 from workflows.rules import Refused, allowed_now
 
 router = APIRouter(prefix="/cases/{ticket_id}/actions", tags=["actions"])
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY,
+        pattern=r"^[A-Za-z0-9._:-]{1,100}$",
+        description="The action is applied once per key: send it again with the same key after a lost "
+        "answer or a 503, and you get the first one's outcome. 1-100 of A-Za-z0-9._:-",
+    ),
+]
 log = structlog.get_logger("api")
 
 
@@ -29,22 +42,45 @@ async def refusal(request: Request, ticket_id: str, refused: Refused) -> JSONRes
         if err.status is RPCStatusCode.NOT_FOUND:
             raise HTTPException(404, f"ticket {ticket_id} has no case") from None
         allowed: list[str] = []
+    except CaseFailed:
+        allowed = []
     else:
         allowed = allowed_now(status)
     body = Refusal(detail=str(refused), allowed_now=allowed)
     return JSONResponse(body.model_dump(), status_code=409)
 
 
-async def act(request: Request, ticket_id: str, payload: ActionPayload) -> CaseStatus | JSONResponse:
-    """Send the action as an update and answer with the case, or with the case's refusal."""
+async def act(
+    request: Request, ticket_id: str, payload: ActionPayload, key: str | None = None
+) -> CaseStatus | JSONResponse:
+    """Send the action as an update and answer with the case, or with the case's refusal. The action is
+    applied once per idempotency `key` (one is made when none is given): when the case does not answer in
+    time, the 503 names the key, and the same action sent again with it waits for the first, never
+    applying a second."""
+    settings: Settings = request.app.state.settings
     bound = log.bind(ticket_id=ticket_id, workflow_id=case_workflow_id(ticket_id), action=payload.action)
+    key = key or uuid.uuid4().hex
     try:
         status = await update_action(
-            request.app.state.client, ticket_id, payload.action, payload.model_dump(exclude_none=True)
+            request.app.state.client,
+            ticket_id,
+            payload.action,
+            payload.model_dump(exclude_none=True),
+            update_id=f"{payload.action}:{key}",
+            wait=timedelta(seconds=settings.answer_within),
         )
     except Refused as refused:
         bound.info("action refused", reason=str(refused))
         return await refusal(request, ticket_id, refused)
+    except NotAnsweredYet:
+        bound.warning("action not answered in time", idempotency_key=key)
+        detail = (
+            f"case {case_workflow_id(ticket_id)} did not answer within {settings.answer_within:g} s (is a "
+            "worker running?); the action may still be applied when a worker takes the case: send it "
+            f"again with the header Idempotency-Key: {key} to learn its outcome, never to apply it twice"
+        )
+        headers = {"Retry-After": "5", IDEMPOTENCY_KEY: key}
+        return JSONResponse({"detail": detail}, status_code=503, headers=headers)
     bound.info("action accepted", phase=status.phase.value)
     return status
 
@@ -53,8 +89,10 @@ def _route(model: type[ActionPayload]) -> Any:
     """The endpoint of one action, its body typed by the action's model (optional when every field is)."""
     optional = not any(f.is_required() for f in model.model_fields.values())
 
-    async def endpoint(request: Request, ticket_id: str, payload: Any) -> CaseStatus | JSONResponse:
-        return await act(request, ticket_id, payload if payload is not None else model())
+    async def endpoint(
+        request: Request, ticket_id: str, payload: Any, idempotency_key: str | None
+    ) -> CaseStatus | JSONResponse:
+        return await act(request, ticket_id, payload if payload is not None else model(), idempotency_key)
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -65,6 +103,12 @@ def _route(model: type[ActionPayload]) -> Any:
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
                 annotation=Annotated[(model | None) if optional else model, Body()],
                 default=None if optional else inspect.Parameter.empty,
+            ),
+            inspect.Parameter(
+                "idempotency_key",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=IdempotencyKeyHeader,
+                default=None,
             ),
         ]
     )
@@ -78,7 +122,7 @@ for _name, _model in ACTIONS.items():
         methods=["POST"],
         response_model=CaseStatus,
         dependencies=[Depends(require("act"))],
-        responses=documented(400, 401, 403, 404, r409=Refusal),
+        responses=documented(400, 401, 403, 404, 503, r409=Refusal),
         summary=" ".join((_model.__doc__ or _name).split()),
         description=f"Accepted while {accepted_while(_model)}. Answers with the case after the action.",
         name=f"action_{_name}",

@@ -24,6 +24,14 @@ from stack.settings import Settings
 
 log = structlog.get_logger("api")
 
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""PostgreSQL down, restarting or out of reach: a 503 to send again, not a 500."""
+
 
 async def database_url(settings: Settings) -> str:
     """The configured PostgreSQL, or the embedded one `make run` keeps."""
@@ -69,5 +77,13 @@ def create_app(settings: Settings, client: Client | None = None, pool: asyncpg.P
     async def temporal_unavailable(request: Request, err: RPCError) -> JSONResponse:
         log.warning("Temporal refused a call", path=request.url.path, status=err.status.name, error=str(err))
         return JSONResponse({"detail": f"Temporal: {err.message}"}, status_code=503)
+
+    async def database_unavailable(request: Request, err: Exception) -> JSONResponse:
+        log.warning("PostgreSQL did not answer", path=request.url.path, error=repr(err))
+        detail = "PostgreSQL did not answer: send the request again shortly"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, database_unavailable)
 
     return app

@@ -15,7 +15,7 @@ from api.auth import require
 from api.responses import Exists, Opened, documented
 from console.read_models import CaseRow
 from console.views import DEFAULT_LIMIT, OPEN, build_query, list_cases
-from stack.cases import CaseAlreadyExists, case_status, open_case
+from stack.cases import CaseAlreadyExists, CaseFailed, case_status, open_case
 from stack.settings import Settings
 from stack.web_ui import case_url
 from workflows.models import (
@@ -89,7 +89,7 @@ async def open_ticket(request: Request, ticket: CaseInput) -> tuple[Opened, bool
     status_code=201,
     response_model=Opened,
     dependencies=[Depends(require("intake"))],
-    responses=documented(400, 401, 403, r409=Exists),
+    responses=documented(400, 401, 403, 503, r409=Exists),
     summary="Open a case for a ticket",
 )
 async def open_case_route(ticket: CaseInput, request: Request, response: Response) -> Opened | Response:
@@ -117,13 +117,15 @@ async def status_of(request: Request, ticket_id: str) -> CaseStatus:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise HTTPException(404, f"ticket {ticket_id} has no case") from None
         raise
+    except CaseFailed as failed:
+        raise HTTPException(409, str(failed)) from None
 
 
 @router.get(
     "/{ticket_id}",
     response_model=CaseStatus,
     dependencies=[Depends(require("read"))],
-    responses=documented(401, 403, 404),
+    responses=documented(401, 403, 404, 409, 503),
     summary="The whole case (the `status` query)",
 )
 async def get_case(ticket_id: TicketPath, request: Request) -> CaseStatus:
@@ -134,7 +136,7 @@ async def get_case(ticket_id: TicketPath, request: Request) -> CaseStatus:
     "/{ticket_id}/timeline",
     response_model=list[TimelineEntry],
     dependencies=[Depends(require("read"))],
-    responses=documented(401, 403, 404),
+    responses=documented(401, 403, 404, 409, 503),
     summary="The case's timeline (its last `timeline_window` entries; all of them are in PostgreSQL)",
 )
 async def get_timeline(ticket_id: TicketPath, request: Request) -> list[TimelineEntry]:
@@ -145,7 +147,7 @@ async def get_timeline(ticket_id: TicketPath, request: Request) -> list[Timeline
     "",
     response_model=list[CaseRow],
     dependencies=[Depends(require("read"))],
-    responses=documented(401, 403),
+    responses=documented(401, 403, 503),
     summary="Cases from Temporal visibility, filtered as `starter.py list` filters them",
 )
 async def list_cases_route(

@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from console import render
 from console.read_models import CaseRow
-from stack.cases import case_status
+from stack.cases import CaseFailed, case_status
 from workflows import search
 from workflows.models import WORKFLOW_TYPE, CaseStatus, Phase, Priority, TimelineEntry
 
@@ -166,6 +166,9 @@ async def run_command(client: Client, args: argparse.Namespace, console: Console
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
         print(f"ticket {args.ticket_id} has no case", file=sys.stderr)
+        return 4
+    except CaseFailed as failed:
+        print(failed, file=sys.stderr)
         return 4
     if args.command == "history" and args.json:
         out.out(timeline_json(status), highlight=False)

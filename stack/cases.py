@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,6 +28,30 @@ from workflows.models import TASK_QUEUE, CaseInput, CaseStatus, Phase, case_work
 # Temporal's 10 s lets a big one finish instead of timing out on every retry. The price: a task caught on a
 # worker that dies mid-task is retried after 30 s rather than 10 s.
 CASE_TASK_TIMEOUT = timedelta(seconds=30)
+
+
+# How long an action waits for the case's answer: a case answers in well under a second, and only waits
+# this long when no worker is taking its tasks.
+ANSWER_WITHIN = timedelta(seconds=20)
+
+
+class NotAnsweredYet(Exception):
+    """No worker answered for the case in time. Temporal holds the action and a worker that takes the case
+    applies or refuses it; sending it again with the same update id waits for that same action, and never
+    applies a second one."""
+
+    def __init__(self, ticket_id: str, update_id: str, waited: timedelta) -> None:
+        self.update_id = update_id
+        super().__init__(
+            f"case {case_workflow_id(ticket_id)} did not answer within {waited.total_seconds():g} s "
+            "(is a worker running?); the action may still be applied when a worker takes the case: "
+            f"send it again with the same idempotency key ({update_id}) to learn its outcome, never to "
+            "apply it twice"
+        )
+
+
+class CaseFailed(Exception):
+    """The case failed (a malformed start reached it past the checks) and holds no status to read."""
 
 
 class CaseAlreadyExists(Exception):
@@ -93,14 +126,35 @@ async def signal_action(client: Client, ticket_id: str, action: str, payload: di
     await handle_for(client, ticket_id).signal(action, model)
 
 
-async def update_action(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> CaseStatus:
-    """Send an action and wait for the case's answer: the new status, or ActionRefused saying why not."""
+async def update_action(
+    client: Client,
+    ticket_id: str,
+    action: str,
+    payload: dict[str, Any],
+    *,
+    update_id: str | None = None,
+    wait: timedelta = ANSWER_WITHIN,
+) -> CaseStatus:
+    """Send an action and wait for the case's answer: the new status, or Refused saying why not, or
+    NotAnsweredYet after `wait`. Temporal keeps one action per `update_id` on a case, so a caller that
+    sends again with the same id (after a lost answer or NotAnsweredYet) gets the first one's outcome."""
     model = rules.parse_action(action, payload)
+    update_id = update_id or f"{action}:{uuid.uuid4()}"
+    deadline = time.monotonic() + wait.total_seconds()
     try:
-        status: CaseStatus = await handle_for(client, ticket_id).execute_update(
-            action, model, result_type=CaseStatus
+        update = await handle_for(client, ticket_id).start_update(
+            action,
+            model,
+            wait_for_stage=WorkflowUpdateStage.COMPLETED,
+            id=update_id,
+            result_type=CaseStatus,
+            rpc_timeout=wait,
         )
+        left = timedelta(seconds=max(deadline - time.monotonic(), 1.0))
+        status: CaseStatus = await update.result(rpc_timeout=left)
         return status
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise NotAnsweredYet(ticket_id, update_id, wait) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise rules.Refused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
@@ -120,4 +174,7 @@ async def _why_not_running(client: Client, ticket_id: str) -> str:
 
 
 async def case_status(client: Client, ticket_id: str) -> CaseStatus:
-    return await handle_for(client, ticket_id).query(CaseWorkflow.status)
+    try:
+        return await handle_for(client, ticket_id).query(CaseWorkflow.status)
+    except WorkflowQueryFailedError as err:
+        raise CaseFailed(f"case {case_workflow_id(ticket_id)} holds no status: {err.message}") from None

@@ -187,6 +187,7 @@ class Settings(BaseSettings):
     zendesk_secret: Text = Field(None, alias="ABH_ZENDESK_SECRET")
     jira_secret: Text = Field(None, alias="ABH_JIRA_SECRET")
     replay_window: Seconds = Field(300.0, alias="ABH_WEBHOOK_REPLAY_WINDOW")
+    answer_within: Seconds = Field(20.0, alias="ABH_API_ANSWER_WITHIN")
 
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 

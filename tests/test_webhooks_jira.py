@@ -116,9 +116,17 @@ async def test_a_replayed_delivery_is_refused_and_changes_nothing(api: Api, key:
         assert (await post(http, moved(key, "Reopened", "4"))).status_code == 200
         before = await phase_is(http, key, "engaged")
 
-        replay = await post(http, resolved, delivery)
-        assert replay.status_code == 401
-        assert "already received" in replay.json()["detail"]
+        replays = [
+            await post(http, resolved, headers)
+            for headers in (
+                delivery,
+                jira_headers(resolved),  # the identifier dropped: the signature still knows it
+                jira_headers(resolved, delivery=str(uuid.uuid4())),  # or changed
+            )
+        ]
+        for replay in replays:
+            assert replay.status_code == 401, replay.text
+            assert "already received" in replay.json()["detail"]
         after = (await http.get(f"/cases/{key}")).json()
         assert after["phase"] == "engaged"
         assert len(after["timeline"]) == len(before["timeline"])

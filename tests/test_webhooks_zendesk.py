@@ -162,3 +162,26 @@ async def test_a_ticket_that_maps_to_no_valid_case_is_named_field_by_field(api: 
         assert (
             await http.post("/webhooks/zendesk", content=fixed, headers=zendesk_headers(fixed))
         ).status_code == 201
+
+
+async def test_a_ticket_without_an_id_is_refused_and_a_long_description_is_clipped(
+    api: Api, zendesk_id: int
+) -> None:
+    """A trigger whose id placeholder renders empty opens nothing (not a case `ZD-` that every later such
+    ticket would be told exists); a description past the wire contract's 10,000 characters is cut, not
+    refused, since a helpdesk does not send a refused ticket again."""
+    async with httpx.AsyncClient(base_url=api.url, headers=api.headers("read"), timeout=30) as http:
+        for blank in ('""', '"  "', "null"):
+            body = created(zendesk_id).replace(f'"id": "{zendesk_id}"'.encode(), f'"id": {blank}'.encode())
+            assert body != created(zendesk_id)
+            answer = await http.post("/webhooks/zendesk", content=body, headers=zendesk_headers(body))
+            assert answer.status_code == 422, answer.text
+            assert ["body", "ticket", "id"] in [e["loc"] for e in answer.json()["detail"]]
+        assert (await http.get("/cases/ZD-")).status_code in (404, 422)
+
+        long = created(zendesk_id).replace(b"All orders fail since 09:40.", b"x" * 12_000)
+        answer = await http.post("/webhooks/zendesk", content=long, headers=zendesk_headers(long))
+        assert answer.status_code == 201, answer.text
+        case = await phase_is(http, f"ZD-{zendesk_id}", "engaged")
+        description = case["ticket"]["description"]
+        assert len(description) == 10_000 and description.endswith("…")

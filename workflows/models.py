@@ -142,8 +142,9 @@ LATEST_OPENED_AT = datetime(2200, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 
 TicketId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Note = Annotated[str, StringConstraints(max_length=10_000)]
+SHORT_TEXT_MAX, NOTE_MAX = 200, 10_000
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT_MAX)]
+Note = Annotated[str, StringConstraints(max_length=NOTE_MAX)]
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -291,7 +292,7 @@ class Resolved(ActionPayload):
     action = "resolved"
     accepted_in = ENGAGED
     moves_clocks = True
-    summary: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    summary: Annotated[str, StringConstraints(min_length=1, max_length=NOTE_MAX)]
     by: Actor | None = None
 
 
@@ -349,7 +350,7 @@ class AddNote(ActionPayload):
     """A note on the case's timeline."""
 
     action = "add_note"
-    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=NOTE_MAX)]
     by: Actor | None = None
 
 

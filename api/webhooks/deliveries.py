@@ -30,24 +30,35 @@ def within_window(sent_at: datetime, window: timedelta, now: datetime | None = N
         raise refused(f"timestamp {sent_at.isoformat()} is outside the {window.total_seconds():g} s window")
 
 
-async def first_time(pool: asyncpg.Pool, source: str, delivery_id: str, window: timedelta) -> None:
-    """Remember the delivery; refuse it when it was seen inside the window (a replay)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "DELETE FROM webhook_deliveries WHERE received_at < now() - $1::interval", window * 2
-        )
-        inserted = await conn.fetchval(
-            "INSERT INTO webhook_deliveries (source, delivery_id) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            source,
-            delivery_id,
-        )
-    if not inserted:
-        raise refused("this delivery was already received (a replay)")
+class _Replay(Exception):
+    pass
 
 
-async def forget(pool: asyncpg.Pool, source: str, delivery_id: str) -> None:
+async def first_time(pool: asyncpg.Pool, source: str, delivery_ids: list[str], window: timedelta) -> None:
+    """Remember the delivery by each of its keys; refuse it, remembering nothing, when any of them was
+    seen inside the window (a replay)."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE received_at < now() - $1::interval", window * 2
+            )
+            for delivery_id in delivery_ids:
+                inserted = await conn.fetchval(
+                    "INSERT INTO webhook_deliveries (source, delivery_id) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
+                    source,
+                    delivery_id,
+                )
+                if not inserted:
+                    raise _Replay
+    except _Replay:
+        raise refused("this delivery was already received (a replay)") from None
+
+
+async def forget(pool: asyncpg.Pool, source: str, delivery_ids: list[str]) -> None:
     """A delivery that failed on our side: the sender's retry of it must be accepted."""
     await pool.execute(
-        "DELETE FROM webhook_deliveries WHERE source = $1 AND delivery_id = $2", source, delivery_id
+        "DELETE FROM webhook_deliveries WHERE source = $1 AND delivery_id = ANY($2::text[])",
+        source,
+        delivery_ids,
     )

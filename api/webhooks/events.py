@@ -22,7 +22,7 @@ from workflows.rules import Refused, parse_action
 WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
     201: {"model": WebhookResult},
     202: {"model": WebhookResult},
-    **documented(400, 401, r409=Refusal),
+    **documented(400, 401, 404, 503, r409=Refusal),
 }
 """What every helpdesk webhook route answers, for its OpenAPI description."""
 
@@ -68,21 +68,26 @@ def action(ticket_id: str, name: str, payload: dict[str, Any]) -> Act:
     return Act(ticket_id=ticket_id, action=model)
 
 
-async def deliver(request: Request, source: str, signature: str, event: Event) -> JSONResponse:
-    """Do what the event asks, once per delivery: a replayed signature is refused before anything."""
+async def deliver(request: Request, source: str, keys: list[str], event: Event) -> JSONResponse:
+    """Do what the event asks, once per delivery: a delivery any of whose keys was seen is refused before
+    anything. One that fails on our side is forgotten, so the helpdesk's retry is taken; its action
+    keeps an idempotency key made from the delivery, so a retry never applies it a second time."""
     settings: Settings = request.app.state.settings
     pool = request.app.state.pool
-    delivery = hashlib.sha256(signature.encode()).hexdigest()
+    deliveries = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
     window = timedelta(seconds=settings.replay_window)
-    await first_time(pool, source, delivery, window)
+    await first_time(pool, source, deliveries, window)
     try:
-        return await _apply(request, event)
+        answer = await _apply(request, event, f"{source}-{deliveries[0][:40]}")
     except BaseException:
-        await forget(pool, source, delivery)
+        await forget(pool, source, deliveries)
         raise
+    if answer.status_code >= 500:
+        await forget(pool, source, deliveries)
+    return answer
 
 
-async def _apply(request: Request, event: Event) -> JSONResponse:
+async def _apply(request: Request, event: Event, key: str) -> JSONResponse:
     if isinstance(event, Ignore):
         return _answer(202, WebhookResult(ticket_id=event.ticket_id, outcome="ignored", detail=event.reason))
     if isinstance(event, Open):
@@ -90,7 +95,7 @@ async def _apply(request: Request, event: Event) -> JSONResponse:
         outcome = "opened" if new else "exists"
         body = WebhookResult(ticket_id=case.ticket_id, outcome=outcome, case=case.case)
         return _answer(201 if new else 200, body, {"Location": case.case})
-    answer = await act(request, event.ticket_id, event.action)
+    answer = await act(request, event.ticket_id, event.action, key)
     if isinstance(answer, JSONResponse):
         return answer
     body = WebhookResult(

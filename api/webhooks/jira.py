@@ -20,6 +20,8 @@ from api.responses import WebhookResult
 from api.webhooks.deliveries import refused, same, within_window
 from api.webhooks.events import WEBHOOK_ANSWERS, Event, Ignore, Open, action, deliver, ticket
 from stack.settings import Settings
+from workflows.models import NOTE_MAX, SHORT_TEXT_MAX
+from workflows.safe_text import clipped
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -115,8 +117,8 @@ def case_input(issue: Issue) -> dict[str, Any]:
     data = {
         "ticket_id": issue.key,
         "priority": PRIORITIES.get(((f.priority and f.priority.name) or "medium").lower(), "P3"),
-        "subject": (f.summary or "")[:200],
-        "description": f.description,
+        "subject": clipped(f.summary or "", SHORT_TEXT_MAX),
+        "description": f.description and clipped(f.description, NOTE_MAX),
         "customer": {
             "account_id": domain,
             "name": domain,
@@ -151,8 +153,10 @@ async def signed(
     request: Request,
     x_hub_signature: Annotated[str | None, Header()] = None,
     x_atlassian_webhook_identifier: Annotated[str | None, Header()] = None,
-) -> str:
-    """The delivery's id once its signature holds and its timestamp is inside the window; 401 otherwise.
+) -> list[str]:
+    """The delivery's keys once its signature holds and its timestamp is inside the window; 401 otherwise.
+    The signature is a key whatever the identifier header says (the signature does not cover it), so a
+    delivery sent again with that header changed or dropped is still a replay.
     A dependency, so it runs before the body is read as an event: a forged body is a 401, never a 422."""
     settings: Settings = request.app.state.settings
     if not settings.jira_secret:
@@ -168,7 +172,9 @@ async def signed(
     except (ValueError, OverflowError, OSError):
         raise refused("the body has no readable `timestamp` (milliseconds since the epoch)") from None
     within_window(sent_at, timedelta(seconds=settings.replay_window))
-    return x_atlassian_webhook_identifier or x_hub_signature
+    if x_atlassian_webhook_identifier:
+        return [x_hub_signature, x_atlassian_webhook_identifier]
+    return [x_hub_signature]
 
 
 class JiraStamp(Loose):
@@ -182,6 +188,6 @@ class JiraStamp(Loose):
     summary="Jira Service Management webhook: issue created, issue transitioned",
 )
 async def jira_webhook(
-    request: Request, delivery: Annotated[str, Depends(signed)], body: JiraEvent
+    request: Request, delivery: Annotated[list[str], Depends(signed)], body: JiraEvent
 ) -> JSONResponse:
     return await deliver(request, SOURCE, delivery, event_of(body))

@@ -15,12 +15,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 from api.responses import WebhookResult
 from api.webhooks.deliveries import refused, same, within_window
 from api.webhooks.events import WEBHOOK_ANSWERS, Event, Open, action, deliver, ticket
 from stack.settings import Settings
+from workflows.models import NOTE_MAX, SHORT_TEXT_MAX
+from workflows.safe_text import clipped
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -55,7 +57,11 @@ class Organization(Loose):
 
 
 class ZendeskTicket(Loose):
-    id: Annotated[str, BeforeValidator(lambda v: str(v).strip())]
+    id: Annotated[
+        str,
+        BeforeValidator(lambda v: v if v is None else str(v).strip()),
+        StringConstraints(min_length=1),
+    ]
     title: Filled = None
     description: Filled = None
     priority: Filled = None
@@ -83,8 +89,8 @@ def case_input(t: ZendeskTicket) -> dict[str, Any]:
     return {
         "ticket_id": f"{TICKET_PREFIX}{t.id}",
         "priority": PRIORITIES.get((t.priority or "normal").lower(), "P3"),
-        "subject": (t.title or "")[:200],
-        "description": t.description,
+        "subject": clipped(t.title or "", SHORT_TEXT_MAX),
+        "description": t.description and clipped(t.description, NOTE_MAX),
         "customer": {
             "account_id": account,
             "name": t.organization.name or t.requester.name or account,
@@ -102,17 +108,18 @@ def event_of(e: ZendeskEvent) -> Event:
     if e.event == "ticket_created":
         return Open(ticket=ticket({k: v for k, v in case_input(e.ticket).items() if v is not None}))
     if e.event == "ticket_solved":
-        summary = e.ticket.latest_comment or "solved in Zendesk"
+        summary = clipped(e.ticket.latest_comment or "solved in Zendesk", NOTE_MAX)
         return action(ticket_id, "resolved", {"summary": summary, "by": e.ticket.assignee.email})
-    return action(ticket_id, "customer_rejected", {"note": e.ticket.latest_comment})
+    comment = e.ticket.latest_comment
+    return action(ticket_id, "customer_rejected", {"note": comment and clipped(comment, NOTE_MAX)})
 
 
 async def signed(
     request: Request,
     x_zendesk_webhook_signature: Annotated[str | None, Header()] = None,
     x_zendesk_webhook_signature_timestamp: Annotated[str | None, Header()] = None,
-) -> str:
-    """The delivery's signature once it holds and its timestamp is inside the window; 401 otherwise.
+) -> list[str]:
+    """The delivery's key (its signature) once it holds and its timestamp is inside the window; 401 otherwise.
     A dependency, so it runs before the body is read as an event: a forged body is a 401, never a 422."""
     settings: Settings = request.app.state.settings
     if not settings.zendesk_secret:
@@ -129,7 +136,7 @@ async def signed(
     if sent_at.tzinfo is None:
         raise refused("X-Zendesk-Webhook-Signature-Timestamp has no offset")
     within_window(sent_at, timedelta(seconds=settings.replay_window))
-    return given
+    return [given]
 
 
 @router.post(
@@ -139,6 +146,6 @@ async def signed(
     summary="Zendesk trigger webhook: ticket created, solved, reopened",
 )
 async def zendesk_webhook(
-    request: Request, delivery: Annotated[str, Depends(signed)], body: ZendeskEvent
+    request: Request, delivery: Annotated[list[str], Depends(signed)], body: ZendeskEvent
 ) -> JSONResponse:
     return await deliver(request, SOURCE, delivery, event_of(body))

@@ -1,0 +1,137 @@
+"""The API when something behind it is missing: no worker takes the case, PostgreSQL is out of reach, or
+the case failed at its start. Each gets a clear answer, never a hang or a 500, and nothing is applied
+twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from stack.samples import ticket
+from stack.settings import Settings
+from tests.api_server import ZENDESK_SECRET, zendesk_headers
+from tests.cases import case_worker
+from tests.conftest import _free_port
+from tests.test_webhooks_zendesk import created
+from workflows.models import case_workflow_id
+
+TOKEN = "outage-token"
+
+
+def in_process(settings: Settings, client: object, pool: asyncpg.Pool) -> httpx.AsyncClient:
+    app = create_app(settings)
+    app.state.client, app.state.pool = client, pool
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    )
+
+
+@pytest.fixture
+def settings(task_queue: str) -> Settings:
+    return Settings.from_env(
+        {
+            "ABH_API_TOKENS": f"intake={TOKEN},act={TOKEN},read={TOKEN}",
+            "ABH_TASK_QUEUE": task_queue,
+            "ABH_ZENDESK_SECRET": ZENDESK_SECRET,
+            "ABH_API_ANSWER_WITHIN": "2",
+        }
+    )
+
+
+@pytest.fixture
+async def unreachable_database() -> AsyncIterator[asyncpg.Pool]:
+    """A pool whose server is gone: nothing listens on its port."""
+    pool = await asyncpg.create_pool(f"postgresql://abh@127.0.0.1:{_free_port()}/abh", min_size=0)
+    yield pool
+    await pool.close()
+
+
+async def test_an_action_no_worker_answers_is_a_503_and_applied_once_with_its_key(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    async with in_process(settings, dev_env.client, pool) as http:
+        async with case_worker(dev_env, pool, task_queue):
+            opened = await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))
+            assert opened.status_code == 201, opened.text
+            await engaged(http, ticket_id)
+
+        note = {"text": "called the customer back"}
+        keyless = await http.post(f"/cases/{ticket_id}/actions/add_note", json={"text": "another"})
+        assert keyless.status_code == 503, keyless.text
+        assert keyless.headers["Idempotency-Key"] in keyless.json()["detail"]
+        for _ in range(2):
+            waiting = await http.post(
+                f"/cases/{ticket_id}/actions/add_note", json=note, headers={"Idempotency-Key": "note-1"}
+            )
+            assert waiting.status_code == 503, waiting.text
+            assert waiting.headers["Retry-After"] and waiting.headers["Idempotency-Key"] == "note-1"
+            assert "did not answer within 2 s" in waiting.json()["detail"]
+
+        async with case_worker(dev_env, pool, task_queue):
+            answered = await http.post(
+                f"/cases/{ticket_id}/actions/add_note", json=note, headers={"Idempotency-Key": "note-1"}
+            )
+            assert answered.status_code == 200, answered.text
+            case = (await http.get(f"/cases/{ticket_id}")).json()
+            bad_key = await http.post(
+                f"/cases/{ticket_id}/actions/add_note", json=note, headers={"Idempotency-Key": "a b"}
+            )
+
+    notes = [e["detail"] for e in case["timeline"] if e["type"] == "note"]
+    assert notes.count(note["text"]) == 1, notes
+    assert bad_key.status_code == 422 and "idempotency-key" in bad_key.text.lower()
+
+
+async def test_a_case_that_failed_at_its_start_is_a_409_not_a_500(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    async with case_worker(dev_env, pool, task_queue):
+        failed = await dev_env.client.start_workflow(
+            "CaseWorkflow",
+            {"ticket_id": ticket_id, "priority": "P9"},
+            id=case_workflow_id(ticket_id),
+            task_queue=task_queue,
+        )
+        with pytest.raises(WorkflowFailureError):
+            await failed.result()
+        async with in_process(settings, dev_env.client, pool) as http:
+            answers = [
+                await http.get(f"/cases/{ticket_id}"),
+                await http.get(f"/cases/{ticket_id}/timeline"),
+                await http.post(f"/cases/{ticket_id}/actions/add_note", json={"text": "hello"}),
+            ]
+    for answer in answers:
+        assert answer.status_code == 409, answer.text
+    assert "priority" in answers[0].json()["detail"]
+    assert answers[2].json()["allowed_now"] == []
+
+
+async def test_a_webhook_while_postgresql_is_out_of_reach_is_a_503_and_opens_nothing(
+    dev_env: WorkflowEnvironment, unreachable_database: asyncpg.Pool, settings: Settings
+) -> None:
+    zendesk_id = random.randrange(10**6, 10**9)
+    body = created(zendesk_id)
+    async with in_process(settings, dev_env.client, unreachable_database) as http:
+        answer = await http.post("/webhooks/zendesk", content=body, headers=zendesk_headers(body))
+    assert answer.status_code == 503, answer.text
+    assert "PostgreSQL" in answer.json()["detail"] and answer.headers["Retry-After"]
+    with pytest.raises(Exception, match="not found"):
+        await dev_env.client.get_workflow_handle(case_workflow_id(f"ZD-{zendesk_id}")).describe()
+
+
+async def engaged(http: httpx.AsyncClient, ticket_id: str) -> None:
+    for _ in range(150):
+        answer = await http.get(f"/cases/{ticket_id}")
+        if answer.status_code == 200 and answer.json()["phase"] == "engaged":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{ticket_id} never engaged")
