@@ -157,7 +157,8 @@ async def signed(
     """The delivery's keys once its signature holds and its timestamp is inside the window; 401 otherwise.
     The signature is a key whatever the identifier header says (the signature does not cover it), so a
     delivery sent again with that header changed or dropped is still a replay.
-    A dependency, so it runs before the body is read as an event: a forged body is a 401, never a 422."""
+    A dependency, so it runs before the body is read as an event: a forged event is a 401, not a 422 (a
+    body that is not JSON at all is a 422 before any dependency runs)."""
     settings: Settings = request.app.state.settings
     if not settings.jira_secret:
         raise refused("no Jira webhook secret is configured (ABH_JIRA_SECRET)")

@@ -120,7 +120,8 @@ async def signed(
     x_zendesk_webhook_signature_timestamp: Annotated[str | None, Header()] = None,
 ) -> list[str]:
     """The delivery's key (its signature) once it holds and its timestamp is inside the window; 401 otherwise.
-    A dependency, so it runs before the body is read as an event: a forged body is a 401, never a 422."""
+    A dependency, so it runs before the body is read as an event: a forged event is a 401, not a 422 (a
+    body that is not JSON at all is a 422 before any dependency runs)."""
     settings: Settings = request.app.state.settings
     if not settings.zendesk_secret:
         raise refused("no Zendesk signing secret is configured (ABH_ZENDESK_SECRET)")
