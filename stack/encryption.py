@@ -47,14 +47,15 @@ def parse_keys(text: str) -> tuple[PayloadKey, ...]:
         key_id = key_id.strip()
         if not sep or not encoded.strip() or not KEY_ID_PATTERN.fullmatch(key_id):
             raise ValueError(f"entry {n}: expected id=base64key, the id 1-64 of A-Za-z0-9._-")
+        # Entries are named by their place, never by their id: written key=id, the id is the key.
         try:
             raw = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"key {key_id!r}: not valid base64") from None
+            raise ValueError(f"entry {n}: the key is not valid base64") from None
         if len(raw) != KEY_BYTES:
-            raise ValueError(f"key {key_id!r}: {len(raw)} bytes, an AES-256 key is {KEY_BYTES}")
+            raise ValueError(f"entry {n}: the key is {len(raw)} bytes, an AES-256 key is {KEY_BYTES}")
         if any(k.id == key_id for k in keys):
-            raise ValueError(f"key {key_id!r} is given twice")
+            raise ValueError(f"entry {n}: its id is given twice")
         keys.append(PayloadKey(id=key_id, key=SecretBytes(raw)))
     return tuple(keys)
 

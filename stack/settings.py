@@ -7,10 +7,12 @@ Temporal connection itself comes from Temporal's own environment configuration (
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -60,10 +62,36 @@ def _flag(value: Any) -> Any:
 
 
 def _url(value: Any) -> Any:
+    """Never echoed: a chat webhook's URL is its credential, and an endpoint may carry a key."""
     value = _blank_is_unset(value)
     if isinstance(value, str) and not value.strip().startswith(("http://", "https://")):
-        raise ValueError(f"{value!r}: expected an http:// or https:// URL")
+        raise ValueError("expected an http:// or https:// URL (the value is not shown: it may hold a secret)")
     return value.strip() if isinstance(value, str) else value
+
+
+def _stripped(value: Any) -> Any:
+    """A secret read from a file keeps its trailing newline; the newline is no part of it."""
+    value = _blank_is_unset(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+def _database_url(value: Any) -> Any:
+    """Checked here, since asyncpg's own parse error quotes parts of the password. Never echoed."""
+    value = _blank_is_unset(value)
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(
+            "expected postgresql://user:password@host:port/database, with any / @ : # in the password "
+            "percent-encoded (the value is not shown: it holds the password)"
+        )
+    return value
 
 
 Text = Annotated[str | None, BeforeValidator(_blank_is_unset)]
@@ -89,7 +117,9 @@ def _api_tokens(value: Any) -> Any:
             # Never echoed: what lacks its `=` may well be a token.
             raise ValueError(f"expected scope=token pairs; pair {n} has no scope= or no token")
         if scope not in API_SCOPES:
-            raise ValueError(f"unknown scope {one_line(scope, 40)!r}; scopes are {', '.join(API_SCOPES)}")
+            # Not echoed either: written token=scope, the `scope` is the token.
+            scopes = ", ".join(API_SCOPES)
+            raise ValueError(f"pair {n}: unknown scope (scope=token, the scopes being {scopes})")
         tokens[token] = tokens.get(token, frozenset()) | {scope}
     return tokens
 
@@ -102,11 +132,21 @@ def _keys(value: Any) -> Any:
     return () if value is None else parse_keys(value) if isinstance(value, str) else value
 
 
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
 def _origins(value: Any) -> Any:
+    """Exact origins (scheme://host[:port]): a page's origin is matched, never a wildcard, since the
+    codec server answers with credentials allowed."""
     value = _blank_is_unset(value)
-    if isinstance(value, str):
-        return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
-    return value
+    if not isinstance(value, str):
+        return value
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            shown = one_line(origin, 80)
+            raise ValueError(f"{shown!r} is not an origin: expected scheme://host[:port], no *")
+    return origins
 
 
 # NoDecode: read as the text they are, not as JSON.
@@ -118,7 +158,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_by_name=False)
 
     task_queue: Annotated[str, BeforeValidator(_or(TASK_QUEUE))] = Field(TASK_QUEUE, alias="ABH_TASK_QUEUE")
-    database_url: Text = Field(None, alias="DATABASE_URL")
+    database_url: Annotated[str | None, BeforeValidator(_database_url)] = Field(None, alias="DATABASE_URL")
     policy_file: Annotated[Path | None, BeforeValidator(_blank_is_unset)] = Field(
         None, alias="ABH_POLICY_FILE"
     )
@@ -179,7 +219,7 @@ class Settings(BaseSettings):
     codec_host: Annotated[str, BeforeValidator(_or("127.0.0.1"))] = Field("127.0.0.1", alias="ABH_CODEC_HOST")
     codec_port: Annotated[Port, BeforeValidator(_or(CODEC_PORT))] = Field(CODEC_PORT, alias="ABH_CODEC_PORT")
     codec_url: Url = Field(None, alias="ABH_CODEC_URL")
-    codec_token: Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)] = Field(
+    codec_token: Annotated[SecretStr | None, BeforeValidator(_stripped)] = Field(
         None, alias="ABH_CODEC_TOKEN"
     )
     codec_origins: Origins = Field(None, alias="ABH_CODEC_CORS_ORIGINS")

@@ -25,7 +25,8 @@ def test_unset_or_empty_means_no_token() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("admin=t1", "unknown scope 'admin'; scopes are intake, act, read"),
+        ("admin=t1", r"pair 1: unknown scope \(scope=token, the scopes being intake, act, read\)"),
+        ("read=t1,s3cret-token=act", r"pair 2: unknown scope \(scope=token"),
         ("s3cret-token", "expected scope=token pairs; pair 1 has no scope= or no token"),
         ("read=", "expected scope=token pairs; pair 1 has no scope= or no token"),
         ("read=t1,,act=t2", "expected scope=token pairs; pair 2 has no scope= or no token"),

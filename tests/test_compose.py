@@ -171,6 +171,17 @@ def test_the_api_runs_starter_serve_from_the_worker_image_on_the_same_stack(serv
     assert "worker" in dependencies(api)
 
 
+def test_every_service_of_the_project_that_talks_to_temporal_has_the_payload_keys(
+    services: dict[str, Any],
+) -> None:
+    """A process without the keys would start cases in clear and fail to read the encrypted ones."""
+    ours = {name: s for name, s in services.items() if s.get("image") == services["worker"]["image"]}
+    assert {"worker", "api"} <= set(ours)
+    for name, service in ours.items():
+        raw = service.get("environment", {})
+        assert raw.get("ABH_PAYLOAD_KEYS") == "${ABH_PAYLOAD_KEYS:-}", name
+
+
 def test_worker_reads_policies_from_a_read_only_mount(services: dict[str, Any]) -> None:
     assert "./policies:/app/policies:ro" in services["worker"]["volumes"]
 

@@ -148,10 +148,18 @@ async def test_a_payload_under_a_key_no_longer_given_names_that_key() -> None:
 def test_bad_keys_are_refused_naming_the_entry() -> None:
     short = base64.b64encode(b"x" * 16).decode()
     for text, message in (
-        (f"k1={short}", "'k1': 16 bytes, an AES-256 key is 32"),
-        ("k1=not base64!", "'k1': not valid base64"),
-        (f"k1={new_key()},k1={new_key()}", "'k1' is given twice"),
+        (f"k1={short}", "entry 1: the key is 16 bytes, an AES-256 key is 32"),
+        ("k1=not base64!", "entry 1: the key is not valid base64"),
+        (f"k1={new_key()},k1={new_key()}", "entry 2: its id is given twice"),
         (new_key(), "entry 1: expected id=base64key"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_keys(text)
+
+
+def test_a_key_written_the_wrong_way_round_is_not_echoed() -> None:
+    """`key=id` puts the key where the id goes: the message must not carry it to the logs."""
+    key = next(k for k in iter(new_key, None) if "+" not in k and "/" not in k)
+    with pytest.raises(ValueError, match="entry 2: the key is not valid base64") as refused:
+        parse_keys(f"k1={new_key()},{key}=k2")
+    assert key.rstrip("=") not in str(refused.value)
