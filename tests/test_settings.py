@@ -37,7 +37,7 @@ def test_codec_origins_are_exact_origins_never_a_wildcard() -> None:
     )
     assert origins.cors_origins == ("https://ui.example.com:8080", "http://localhost:8233")
     for bad in ("*", "https://ui.example.com/path", "ui.example.com", "https://*.example.com"):
-        with pytest.raises(ValueError, match="ABH_CODEC_CORS_ORIGINS: .* is not an origin"):
+        with pytest.raises(ValueError, match=r"ABH_CODEC_CORS_ORIGINS: .* is not an origin"):
             Settings.from_env({"ABH_CODEC_CORS_ORIGINS": bad})
 
 
