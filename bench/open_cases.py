@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.lifecycle import PATIENCE
 from bench.stack import PROJECT, bench_stack, header
 from stack.cases import open_case, update_action
 from stack.samples import ticket
@@ -82,7 +83,8 @@ async def main(cases: int, sample: int, concurrency: int) -> None:
                 latencies = []
                 for tid in random.sample(ids, min(sample, cases)):
                     t0 = time.perf_counter()
-                    await update_action(client, tid, "add_note", {"text": "still investigating"})
+                    note = {"text": "still investigating"}
+                    await update_action(client, tid, "add_note", note, wait=PATIENCE)
                     latencies.append((time.perf_counter() - t0) * 1000)
                 rss_after = rss_mib(worker.pid)
             finally:

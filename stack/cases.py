@@ -45,8 +45,8 @@ class NotAnsweredYet(Exception):
         super().__init__(
             f"case {case_workflow_id(ticket_id)} did not answer within {waited.total_seconds():g} s "
             "(is a worker running?); the action may still be applied when a worker takes the case: "
-            f"send it again with the same idempotency key ({update_id}) to learn its outcome, never to "
-            "apply it twice"
+            f"send it again with the same update id ({update_id}; `--update-id` on the command line) to "
+            "learn its outcome, never to apply it twice"
         )
 
 
