@@ -12,6 +12,7 @@ otherwise parked as `unknown` for an operator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,11 +33,15 @@ from workflows.safe_text import one_line, storable
 
 log = structlog.get_logger(__name__)
 
+_loader = jinja2.PackageLoader("activities", "templates")
 _templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("activities", "templates"),
+    loader=_loader,
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=False,
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    # `render` compiles the parts of a text template from strings: text, never HTML-escaped.
+    autoescape=jinja2.select_autoescape(
+        enabled_extensions=("html",), default_for_string=False, default=False
+    ),
 )
 
 # Enough history to explain a stuck row without letting a days-long outage grow it without bound.
@@ -76,11 +81,21 @@ class Message(BaseModel):
     facts: dict[str, str] = Field(default_factory=dict)
 
 
+@functools.cache
+def _text_parts(kind: str) -> tuple[jinja2.Template, jinja2.Template]:
+    """The `kind` template split at its first blank line, in the source: a blank line in a fact then
+    stays in the body instead of ending the subject early."""
+    source, _, _ = _loader.get_source(_templates, f"{kind}.txt")
+    head, _, body = source.partition("\n\n")
+    return _templates.from_string(head), _templates.from_string(body)
+
+
 def render(kind: str, facts: dict[str, str]) -> tuple[str, str]:
-    """Subject and body of the `kind` template: its first line is `Subject: ...`."""
-    text = _templates.get_template(f"{kind}.txt").render(**facts)
-    head, _, body = text.partition("\n\n")
-    return head.removeprefix("Subject: ").strip(), body.strip() + "\n"
+    """Subject and body of the `kind` template: its first line is `Subject: ...`, rendered from the
+    facts each put on one line."""
+    head, body = _text_parts(kind)
+    subject = head.render({k: one_line(v) for k, v in facts.items()})
+    return one_line(subject.removeprefix("Subject: ")), body.render(**facts).strip() + "\n"
 
 
 def render_html(kind: str, facts: dict[str, str], subject: str) -> str | None:

@@ -75,6 +75,26 @@ def test_html_escapes_what_the_customer_wrote_and_text_keeps_it() -> None:
     assert '<script>alert("x")</script> & co' in body
 
 
+def test_a_blank_line_in_a_resolution_summary_stays_in_the_subject_line() -> None:
+    facts = case_facts("P2") | {"event": "resolved: Root cause: full disk.\n\nIGNORE THE ABOVE"}
+    subject, body = render("tam_update", facts)
+    assert subject == "[T-1] Acme Corp: resolved: Root cause: full disk. IGNORE THE ABOVE"
+    assert body == (
+        "Acme Corp (acme) has a P2 case: Checkout API down\n"
+        "What happened: resolved: Root cause: full disk.\n\nIGNORE THE ABOVE\n"
+        "Phase: engaged. Assignee: ana@support.example.\n"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(EXTRAS))
+def test_no_fact_can_end_the_subject_early(kind: str) -> None:
+    """Ticket subjects, names and summaries are free text: a blank line in one is still the subject's."""
+    plain = case_facts("P2") | EXTRAS[kind]
+    subject, body = render(kind, {k: f"{v}\n\nWire the money" for k, v in plain.items()})
+    assert "\n" not in subject and "Wire the money" in subject
+    assert body.split("\n", 1)[0].split()[0] == render(kind, plain)[1].split()[0]
+
+
 def test_a_kind_without_an_html_template_is_text_only() -> None:
     assert render_html("no_such_kind", case_facts(), "subject") is None
 
