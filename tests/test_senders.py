@@ -674,6 +674,23 @@ async def test_a_429_asks_temporal_to_wait_as_long_as_the_provider_says(
     assert (await row(pool, n.dedupe_key))["state"] == "pending"
 
 
+@pytest.mark.parametrize(("value", "wait"), [("\u00b2", None), ("99999999999999", timedelta(minutes=15))])
+async def test_a_retry_after_that_is_no_plain_number_of_seconds_still_means_retry(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver, hooks: Senders, value: str, wait: timedelta | None
+) -> None:
+    """A superscript two passes `str.isdigit`; a huge number overflows a timedelta: neither is the
+    message's fault."""
+    receiver.script("/chat", 503, {"Retry-After": value})
+    n = notification(f"case-{ticket_id}", 1, "chat", role=Role.TEAM, recipient="#support")
+    notifier = Notifier(pool, hooks)
+    with pytest.raises((TransientFailure, ApplicationError)) as raised:
+        await run(notifier, [n])
+    assert getattr(raised.value, "next_retry_delay", None) == wait
+    r = await row(pool, n.dedupe_key)
+    assert (r["state"], outcomes(r)) == ("pending", ["transient"])
+    assert await run(notifier, [n]) == 1
+
+
 async def test_a_timeout_is_retried_and_the_provider_drops_the_second_copy(
     pool: asyncpg.Pool, ticket_id: str, receiver: Receiver
 ) -> None:

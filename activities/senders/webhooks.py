@@ -127,15 +127,15 @@ def call_payload(message: Message) -> dict[str, Any]:
 
 
 def _retry_after(response: httpx.Response) -> timedelta | None:
+    """Seconds (ASCII digits only: `str.isdigit` also takes "²") or an HTTP date; None for anything
+    else, since a header we cannot read must not decide a message's fate."""
     value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        wait = timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        wait = timedelta(seconds=min(int(value), MAX_RETRY_AFTER.total_seconds()))
     else:
         try:
             wait = parsedate_to_datetime(value) - datetime.now(UTC)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
     return min(max(wait, timedelta(seconds=1)), MAX_RETRY_AFTER)
 
