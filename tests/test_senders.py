@@ -79,7 +79,7 @@ class Receiver:
     port: int = 0
     hits: list[Hit] = field(default_factory=list)
     delivered: dict[str, Hit] = field(default_factory=dict)
-    scripts: dict[str, list[tuple[int, dict[str, str], float]]] = field(default_factory=dict)
+    scripts: dict[str, list[tuple[int, dict[str, str], float, bytes | None]]] = field(default_factory=dict)
     hold_at: int | None = None
     refusing: dict[str, int] = field(default_factory=dict)
     """Paths answered with this status, delivering nothing, until removed (a provider down for a while)."""
@@ -90,26 +90,35 @@ class Receiver:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def script(self, path: str, status: int, headers: dict[str, str] | None = None, delay: float = 0) -> None:
-        self.scripts.setdefault(path, []).append((status, headers or {}, delay))
+    def script(
+        self,
+        path: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        delay: float = 0,
+        body: bytes | None = None,
+    ) -> None:
+        """The next request to `path` gets this answer; `body` replaces the usual JSON with the id."""
+        self.scripts.setdefault(path, []).append((status, headers or {}, delay, body))
 
     def hits_for(self, key: str) -> list[Hit]:
         with self.lock:
             return [h for h in self.hits if h.key == key]
 
-    def answer(self, hit: Hit) -> tuple[int, dict[str, str], float, bool]:
-        """Status, headers, delay, and whether this request must wait for `release`."""
+    def answer(self, hit: Hit) -> tuple[int, dict[str, str], float, bytes | None, bool]:
+        """Status, headers, delay, body (None: the usual), and whether this request must wait for
+        `release`."""
         with self.lock:
             self.hits.append(hit)
             if hit.path in self.refusing:
-                return self.refusing[hit.path], {}, 0, False
+                return self.refusing[hit.path], {}, 0, None, False
             queue = self.scripts.get(hit.path)
             if queue:
                 return (*queue.pop(0), False)
             if hit.key in self.delivered:
-                return 200, {"X-Replayed": "true"}, 0, False
+                return 200, {"X-Replayed": "true"}, 0, None, False
             self.delivered[hit.key] = hit
-            return 202, {}, 0, len(self.delivered) == self.hold_at
+            return 202, {}, 0, None, len(self.delivered) == self.hold_at
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -117,12 +126,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             hit = Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            status, headers, delay, hold = receiver.answer(hit)
+            status, headers, delay, scripted, hold = receiver.answer(hit)
             if hold:
                 receiver.held.set()
                 receiver.release.wait(timeout=60)
             time.sleep(delay)
-            reply = json.dumps({"id": f"r-{len(receiver.hits)}", "dedup_key": hit.key}).encode()
+            reply = (
+                scripted
+                if scripted is not None
+                else json.dumps({"id": f"r-{len(receiver.hits)}", "dedup_key": hit.key}).encode()
+            )
             try:
                 self.send_response(status)
                 for name, value in headers.items():
@@ -706,6 +719,39 @@ async def test_a_timeout_is_retried_and_the_provider_drops_the_second_copy(
     finally:
         await senders.aclose()
     assert [h.key for h in receiver.hits] == [n.dedupe_key, n.dedupe_key]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "provider_id"),
+    [
+        (b'{"id": "abc\\u0000def"}', {}, "abc def"),
+        (b'{"id": "\\ud800"}', {}, None),
+        (b"[" * 100_000 + b"]" * 100_000, {"X-Request-Id": "req-2"}, "req-2"),
+        (b"\xff\xfe not json", {}, None),
+        (b'{"id": "' + b"x" * 5000 + b'"}', {}, "x" * 199 + "\u2026"),
+    ],
+)
+async def test_a_2xx_with_an_odd_body_is_sent_once_with_whatever_id_can_be_stored(
+    pool: asyncpg.Pool,
+    ticket_id: str,
+    receiver: Receiver,
+    body: bytes,
+    headers: dict[str, str],
+    provider_id: str | None,
+) -> None:
+    """The provider took the message: what its answer says cannot make it pending or leave it sending."""
+    senders = senders_from_env(webhook_env(receiver) | {"ABH_CHAT_IDEMPOTENT": "false"})
+    receiver.script("/chat", 200, headers, body=body)
+    n = notification(f"case-{ticket_id}", 1, "chat", role=Role.TEAM, recipient="#support")
+    notifier = Notifier(pool, senders)
+    try:
+        assert await run(notifier, [n]) == 1
+        assert await run(notifier, [n]) == 0
+    finally:
+        await senders.aclose()
+    assert len(receiver.hits_for(n.dedupe_key)) == 1
+    r = await row(pool, n.dedupe_key)
+    assert (r["state"], r["provider_id"], outcomes(r)) == ("sent", provider_id, ["sent"])
 
 
 async def test_one_failing_channel_does_not_hold_back_the_others(

@@ -36,6 +36,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # A provider asking us to wait longer than this is treated as down; Temporal's own backoff takes over.
 MAX_RETRY_AFTER = timedelta(minutes=15)
 
+# Enough to find the message in the provider's log.
+PROVIDER_ID_LIMIT = 200
+
 # PagerDuty's severities, from the case priority.
 SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
 
@@ -141,17 +144,31 @@ def _retry_after(response: httpx.Response) -> timedelta | None:
 
 
 def _provider_id(response: httpx.Response) -> str | None:
-    """The provider's reference for the outbox row: a JSON id, PagerDuty's dedup_key, or a request id."""
+    """The provider's reference for the outbox row: a JSON id, PagerDuty's dedup_key, or a request id.
+
+    The message is delivered whatever the answer's body holds, so a body that cannot be read (not JSON,
+    nested too deep, an id too long to print) gives no id instead of an error, and the id is put on one
+    line (which also drops the NUL and lone surrogates PostgreSQL refuses) and clipped."""
+    try:
+        found = _id_in(response)
+    except Exception:
+        return None
+    if not found:
+        return None
+    return one_line(found, PROVIDER_ID_LIMIT) or None
+
+
+def _id_in(response: httpx.Response) -> str | None:
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         for field in ("id", "dedup_key", "message_id", "request_id"):
             if isinstance(data.get(field), str | int):
-                return str(data[field])[:200]
-    request_id = response.headers.get("X-Request-Id")
-    return request_id[:200] if request_id else None
+                return str(data[field])
+    request_id: str | None = response.headers.get("X-Request-Id")
+    return request_id
 
 
 def outcome(response: httpx.Response) -> str | None:
