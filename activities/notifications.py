@@ -125,7 +125,8 @@ class CredentialsRefused(TransientFailure):
 
 
 class DeliveryInDoubt(Exception):
-    """The provider may have accepted the message and cannot recognise a second copy (SMTP after DATA)."""
+    """The provider may have accepted the message and cannot recognise a second copy (SMTP after DATA; a
+    webhook request that timed out or lost its line once written, on a channel that is not replay-safe)."""
 
 
 Sender = Callable[[Message], Awaitable[str | None]]

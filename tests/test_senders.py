@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.message import EmailMessage
@@ -752,6 +752,66 @@ async def test_a_2xx_with_an_odd_body_is_sent_once_with_whatever_id_can_be_store
     assert len(receiver.hits_for(n.dedupe_key)) == 1
     r = await row(pool, n.dedupe_key)
     assert (r["state"], r["provider_id"], outcomes(r)) == ("sent", provider_id, ["sent"])
+
+
+@asynccontextmanager
+async def hanging_up_after_the_request(posts: list[bytes]) -> AsyncIterator[str]:
+    """A provider that reads the whole request, keeps it, and closes the line without an answer."""
+
+    async def take(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        posts.append(await reader.readexactly(length))
+        writer.close()
+
+    server = await asyncio.start_server(take, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/chat"
+    finally:
+        server.close()
+
+
+async def test_a_chat_request_that_may_have_arrived_is_in_doubt_and_never_posted_again(
+    pool: asyncpg.Pool, ticket_id: str, receiver: Receiver
+) -> None:
+    """Chat is not replay-safe by default: a timeout or a line lost after the post went out leaves the row
+    for an operator, while a connection refused (nothing sent) is still retried."""
+    wf = f"case-{ticket_id}"
+    slow, hung_up, refused = (
+        notification(wf, seq, "chat", role=Role.TEAM, recipient="#support") for seq in (1, 2, 3)
+    )
+    env = webhook_env(receiver) | {"ABH_WEBHOOK_TIMEOUT": "0.3"}
+    del env["ABH_CHAT_IDEMPOTENT"]
+    receiver.script("/chat", 202, delay=1.0)
+    posts: list[bytes] = []
+    async with hanging_up_after_the_request(posts) as hang_up_url:
+        senders = [
+            senders_from_env(env),
+            senders_from_env(env | {"ABH_CHAT_WEBHOOK_URL": hang_up_url}),
+            senders_from_env(env | {"ABH_CHAT_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/chat"}),
+        ]
+        try:
+            for sender, n in zip(senders[:2], (slow, hung_up), strict=True):
+                notifier = Notifier(pool, sender)
+                assert await run(notifier, [n]) == 0
+                assert await run(notifier, [n]) == 0
+            with pytest.raises(TransientFailure, match="ConnectError"):
+                await run(Notifier(pool, senders[2]), [refused])
+        finally:
+            for sender in senders:
+                await sender.aclose()
+    assert len(receiver.hits_for(slow.dedupe_key)) == 1 and len(posts) == 1
+    for n, error in ((slow, "timed out after 0.3s: ReadTimeout"), (hung_up, "RemoteProtocolError")):
+        r = await row(pool, n.dedupe_key)
+        assert (r["state"], r["attempts"], outcomes(r)) == ("unknown", 1, ["in_doubt"])
+        assert r["last_error"].startswith("DeliveryInDoubt: the request may have reached the provider: ")
+        assert error in r["last_error"]
+    r = await row(pool, refused.dedupe_key)
+    assert (r["state"], outcomes(r)) == ("pending", ["transient"])
 
 
 async def test_one_failing_channel_does_not_hold_back_the_others(

@@ -3,8 +3,11 @@
 Every request carries the outbox dedupe key as `Idempotency-Key` (and, for paging, as PagerDuty's
 `dedup_key`, for calls as `idempotency_key`). Only a provider that deduplicates on it makes a channel
 safe to replay after a crash, and not every one does (Slack's incoming webhooks ignore the header), so
-each sender is told whether its channel is. With a secret configured the body is signed (HMAC-SHA256
-over `<timestamp>.<body>`), so a receiver can reject forged or replayed-late calls.
+each sender is told whether its channel is. A request that may have reached the provider (a timeout or
+a lost line once it was written) is retried only on such a channel, and is otherwise in doubt, for an
+operator; a failure before it was written (no connection) is retried on any. With a secret configured
+the body is signed (HMAC-SHA256 over `<timestamp>.<body>`), so a receiver can reject forged or
+replayed-late calls.
 
 Every string in a body is made encodable first: a lone surrogate would make the JSON unencodable, and a
 message that can never be encoded would otherwise be retried for ever.
@@ -23,7 +26,13 @@ from typing import Any
 
 import httpx
 
-from activities.notifications import CredentialsRefused, Message, PermanentFailure, TransientFailure
+from activities.notifications import (
+    CredentialsRefused,
+    DeliveryInDoubt,
+    Message,
+    PermanentFailure,
+    TransientFailure,
+)
 from workflows.policy import Channel
 from workflows.safe_text import one_line, storable
 
@@ -38,6 +47,9 @@ MAX_RETRY_AFTER = timedelta(minutes=15)
 
 # Enough to find the message in the provider's log.
 PROVIDER_ID_LIMIT = 200
+
+# Failures before the request was written: nothing reached the provider.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 # PagerDuty's severities, from the case priority.
 SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
@@ -235,8 +247,15 @@ class WebhookSender:
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         try:
             response = await self._client.post(self.url, content=body, headers=headers, timeout=self._timeout)
-        except httpx.TimeoutException as err:
-            raise TransientFailure(f"timed out after {self._timeout}s: {type(err).__name__}") from err
-        except httpx.TransportError as err:
-            raise TransientFailure(f"{type(err).__name__}: {err}") from err
+        except _NOT_SENT as err:
+            raise TransientFailure(self._failure(err)) from err
+        except httpx.HTTPError as err:
+            if self._replay_safe:
+                raise TransientFailure(self._failure(err)) from err
+            raise DeliveryInDoubt(f"the request may have reached the provider: {self._failure(err)}") from err
         return outcome(response)
+
+    def _failure(self, err: httpx.HTTPError) -> str:
+        if isinstance(err, httpx.TimeoutException):
+            return f"timed out after {self._timeout}s: {type(err).__name__}"
+        return f"{type(err).__name__}: {err}"
