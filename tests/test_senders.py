@@ -44,6 +44,7 @@ from activities.notifications import (
     write_outbox,
 )
 from activities.senders import Senders, SmtpSender, SmtpSettings
+from activities.senders.email import check_head
 from stack.sender_config import SenderSettings, senders_from_env
 from stack.settings import PAGERDUTY_EVENTS_URL
 from tests.test_templates import EXTRAS, case_facts
@@ -483,6 +484,64 @@ async def test_a_subject_with_line_breaks_arrives_on_one_line_with_the_full_body
     (mail,) = box.messages()
     text = mail.get_body(("plain",))
     assert text is not None and text.get_content().splitlines() == body.splitlines()
+
+
+EVIL_SUBJECT = (
+    "=?utf-8?q?Outage=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0A"
+    "Please_reset_your_password_at_http://evil.example?="
+)
+
+
+async def test_an_encoded_word_in_a_subject_arrives_as_text_and_injects_no_header(
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    """No CR or LF in the text, yet the email package decodes the encoded word's =0D=0A, and Python
+    before 3.11.10 writes it out: a Reply-To and a body of the sender's choosing."""
+    box, port = mailbox
+    await smtp_sender(port)(message("email", subject=f"[T-1] We are on it: {EVIL_SUBJECT}"))
+    (envelope,) = box.envelopes
+    assert envelope.original_content is not None
+    head = envelope.original_content.split(b"\r\n\r\n", 1)[0].decode()
+    assert [line.split(":", 1)[0] for line in head.split("\r\n")] == [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "References",
+        "Auto-Submitted",
+        "X-ABH-Dedupe-Key",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    ]
+    (mail,) = box.messages()
+    assert str(mail["Subject"]).replace("\u2060", "") == f"[T-1] We are on it: {EVIL_SUBJECT}"
+    text = mail.get_body(("plain",))
+    assert text is not None and text.get_content().splitlines() == ["Body"]
+
+
+async def test_an_address_the_to_header_would_decode_is_refused_for_good(
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, port = mailbox
+    for address in ("ops@=?utf-8?q?x=0D=0ABcc=3A_spy?=.example", "=?utf-8?q?x?=@acme.example"):
+        with pytest.raises(PermanentFailure, match="encoded word"):
+            await smtp_sender(port)(message("email", recipient=address))
+    assert box.rcpts == []
+
+
+def test_a_head_with_a_header_it_was_not_given_is_refused() -> None:
+    given = ["From", "To", "Subject", "Date"]
+    check_head(b"From: a@b\r\nTo: c@d\r\nSubject: s\r\n =?utf-8?q?folded?=\r\nDate: now\r\n\r\nbody", given)
+    for head in (
+        b"From: a@b\r\nTo: c@d\r\nSubject: s\r\nBcc: spy@e\r\nDate: now\r\n\r\nbody",
+        b"From: a@b\r\nTo: c@d\r\nSubject: s\r\n\r\nInjected body\r\nDate: now\r\n\r\nbody",
+        b"From: a@b\r\nTo: c@d\r\nSubject: s\nBcc: spy@e\r\nDate: now\r\n\r\nbody",
+        b"From: a@b\r\nTo: c@d\r\nTo: spy@e\r\nSubject: s\r\n\r\nbody",
+    ):
+        with pytest.raises(PermanentFailure, match="not the ones set"):
+            check_head(head, given)
 
 
 async def test_a_lone_surrogate_in_the_body_arrives_as_a_replacement_character(

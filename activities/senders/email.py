@@ -7,8 +7,10 @@ in doubt and never re-sent by the system. A Message-ID derived from the dedupe k
 the message in the relay's log and a mail client recognise a duplicate.
 
 What reaches the server comes from user data, so every header is put on one line (a line break in a
-subject would otherwise fail the message or inject a header) and the body is made encodable; a message
-that still cannot be composed is a permanent failure, since no retry changes its data.
+subject would otherwise fail the message or inject a header) with no RFC 2047 encoded word in it (the
+email package would decode one, line breaks included), the bytes are checked to hold exactly the headers
+set, and the body is made encodable; a message that still cannot be composed is a permanent failure,
+since no retry changes its data.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from activities.notifications import (
     TransientFailure,
 )
 from workflows.policy import Channel
-from workflows.safe_text import one_line, shown, storable
+from workflows.safe_text import mail_header, one_line, shown, storable
 
 # RFC 5322 recommends lines under 78 characters; a longer subject is folded, but nobody reads past this.
 SUBJECT_LIMIT = 250
@@ -76,7 +78,7 @@ def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     mail = EmailMessage(policy=UNFOLDED)
     mail["From"] = one_line(settings.from_address)
     mail["To"] = deliverable(message.recipient)
-    mail["Subject"] = one_line(message.subject, SUBJECT_LIMIT)
+    mail["Subject"] = mail_header(message.subject, SUBJECT_LIMIT)
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = message_id(message.dedupe_key, domain)
     if message.workflow_id:
@@ -84,7 +86,7 @@ def compose(message: Message, settings: SmtpSettings) -> EmailMessage:
     if settings.reply_to:
         mail["Reply-To"] = one_line(settings.reply_to)
     mail["Auto-Submitted"] = "auto-generated"
-    mail["X-ABH-Dedupe-Key"] = one_line(message.dedupe_key)
+    mail["X-ABH-Dedupe-Key"] = mail_header(message.dedupe_key)
     mail.set_content(storable(message.body))
     if message.html:
         mail.add_alternative(storable(message.html), subtype="html")
@@ -97,10 +99,24 @@ _ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
 
 def deliverable(recipient: str) -> str:
     """The recipient as an address to hand to SMTP; free text (an assignee's name, a pasted header)
-    is refused for good rather than parsed into some other address."""
+    is refused for good rather than parsed into some other address, and so is an address holding `=?`,
+    which the email package would decode as an encoded word in the To header."""
     if not _ADDRESS.fullmatch(recipient):
         raise PermanentFailure(f"recipient {shown(recipient)!r} is not an e-mail address")
+    if "=?" in recipient:
+        raise PermanentFailure(f"recipient {shown(recipient)!r} holds an RFC 2047 encoded word")
     return recipient
+
+
+def check_head(data: bytes, names: list[str]) -> None:
+    """The message's head holds exactly the headers `names`, each starting a line of its own (a folded
+    one goes on with whitespace): the last word on header injection, whatever the email package did."""
+    head = data.partition(b"\r\n\r\n")[0]
+    lines = head.split(b"\r\n")
+    found = [line.partition(b":")[0].lower() for line in lines if not line[:1].isspace()]
+    stray = any(b"\r" in line or b"\n" in line for line in lines)
+    if stray or sorted(found) != sorted(name.lower().encode() for name in names):
+        raise PermanentFailure("the composed e-mail's headers are not the ones set (header injection?)")
 
 
 def encoded(message: Message, settings: SmtpSettings) -> tuple[str, bytes]:
@@ -108,9 +124,11 @@ def encoded(message: Message, settings: SmtpSettings) -> tuple[str, bytes]:
     deliverable(message.recipient)
     try:
         mail = compose(message, settings)
-        return str(mail["Message-ID"]), mail.as_bytes()
+        data = mail.as_bytes()
     except _COMPOSE_ERRORS as err:
         raise PermanentFailure(f"cannot compose the e-mail: {type(err).__name__}: {err}") from err
+    check_head(data, mail.keys())
+    return str(mail["Message-ID"]), data
 
 
 def _refused(err: aiosmtplib.SMTPResponseException, host: str) -> Exception:
