@@ -581,6 +581,54 @@ async def test_an_address_no_email_can_carry_fails_for_good_before_connecting(
     assert box.rcpts == ["ops@acme.example"]
 
 
+async def test_an_internationalised_domain_travels_as_idna_in_the_envelope_and_the_to_header(
+    pool: asyncpg.Pool, ticket_id: str, mailbox: tuple[Mailbox, int]
+) -> None:
+    """The wire model takes info@bücher.de; SMTP without SMTPUTF8 carries only ASCII."""
+    box, port = mailbox
+    n = notification(f"case-{ticket_id}", 1, recipient="info@bücher.de")
+    assert await run(Notifier(pool, smtp_sender(port)), [n]) == 1
+    (envelope,) = box.envelopes
+    assert envelope.rcpt_tos == ["info@xn--bcher-kva.de"]
+    assert "SMTPUTF8" not in envelope.mail_options
+    (mail,) = box.messages()
+    assert mail["To"] == "info@xn--bcher-kva.de"
+    assert (await row(pool, n.dedupe_key))["state"] == "sent"
+    with pytest.raises(PermanentFailure, match="has no valid IDNA domain: Label too long"):
+        await smtp_sender(port)(message("email", recipient="info@" + "ü" * 70 + ".de"))
+    assert len(box.rcpts) == 1
+
+
+async def test_a_mailbox_name_that_is_not_ascii_goes_by_smtputf8_or_fails_for_good(
+    pool: asyncpg.Pool, ticket_id: str, mailbox: tuple[Mailbox, int]
+) -> None:
+    wf = f"case-{ticket_id}"
+    box, port = mailbox
+    sent = notification(wf, 1, recipient="jörg@bücher.de")
+    assert await run(Notifier(pool, smtp_sender(port)), [sent]) == 1
+    (envelope,) = box.envelopes
+    assert envelope.rcpt_tos == ["jörg@xn--bcher-kva.de"]
+    assert "SMTPUTF8" in envelope.mail_options
+    (mail,) = box.messages()
+    assert mail["To"] == "jörg@xn--bcher-kva.de"
+    assert mail["Subject"] == "[T-1] We are on it: Checkout API down"
+
+    ascii_box, ascii_port = Mailbox(), free_port()
+    controller = Controller(ascii_box, hostname="127.0.0.1", port=ascii_port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        refused = notification(wf, 2, recipient="jörg@bücher.de")
+        assert await run(Notifier(pool, smtp_sender(ascii_port)), [refused]) == 0
+    finally:
+        controller.stop()
+    assert ascii_box.rcpts == []
+    r = await row(pool, refused.dedupe_key)
+    assert (r["state"], outcomes(r)) == ("failed", ["permanent"])
+    assert r["last_error"] == (
+        "PermanentFailure: the recipient's mailbox name is not ASCII and 127.0.0.1 does not offer SMTPUTF8"
+    )
+
+
 @contextmanager
 def smtp_with_login() -> Iterator[tuple[Mailbox, int]]:
     """A server that takes mail only after AUTH as abh/pw (over plain text: loopback, no TLS to set up)."""

@@ -6,6 +6,10 @@ left a copy (the connection lost while the server was taking the message). The l
 in doubt and never re-sent by the system. A Message-ID derived from the dedupe key lets an operator find
 the message in the relay's log and a mail client recognise a duplicate.
 
+An internationalised domain travels as IDNA A-labels (xn--), in RCPT TO and in the To header alike, so
+any server takes it; a mailbox name that is not ASCII needs SMTPUTF8, and a server that does not offer it
+refuses the message for good.
+
 What reaches the server comes from user data, so every header is put on one line (a line break in a
 subject would otherwise fail the message or inject a header) with no RFC 2047 encoded word in it (the
 email package would decode one, line breaks included), the bytes are checked to hold exactly the headers
@@ -24,6 +28,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
+import idna
 
 from activities.notifications import (
     CredentialsRefused,
@@ -98,14 +103,26 @@ _ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+")
 
 
 def deliverable(recipient: str) -> str:
-    """The recipient as an address to hand to SMTP; free text (an assignee's name, a pasted header)
-    is refused for good rather than parsed into some other address, and so is an address holding `=?`,
-    which the email package would decode as an encoded word in the To header."""
+    """The recipient as an address to hand to SMTP, its domain in IDNA A-labels; free text (an
+    assignee's name, a pasted header) is refused for good rather than parsed into some other address,
+    and so is an address holding `=?`, which the email package would decode as an encoded word in the
+    To header."""
     if not _ADDRESS.fullmatch(recipient):
         raise PermanentFailure(f"recipient {shown(recipient)!r} is not an e-mail address")
     if "=?" in recipient:
         raise PermanentFailure(f"recipient {shown(recipient)!r} holds an RFC 2047 encoded word")
-    return recipient
+    local, _, domain = recipient.partition("@")
+    if domain.isascii():
+        return recipient
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except UnicodeError as err:
+        raise PermanentFailure(f"recipient {shown(recipient)!r} has no valid IDNA domain: {err}") from err
+
+
+def needs_smtputf8(address: str) -> bool:
+    """A mailbox name (the domain is ASCII by then) that only a server offering SMTPUTF8 takes."""
+    return not address.isascii()
 
 
 def check_head(data: bytes, names: list[str]) -> None:
@@ -120,11 +137,12 @@ def check_head(data: bytes, names: list[str]) -> None:
 
 
 def encoded(message: Message, settings: SmtpSettings) -> tuple[str, bytes]:
-    """The Message-ID and the bytes to hand over; data no e-mail can carry is a PermanentFailure."""
-    deliverable(message.recipient)
+    """The Message-ID and the bytes to hand over; data no e-mail can carry is a PermanentFailure.
+    A mailbox name that is not ASCII is written as UTF-8 (RFC 6532), for a server offering SMTPUTF8."""
+    utf8 = needs_smtputf8(deliverable(message.recipient))
     try:
         mail = compose(message, settings)
-        data = mail.as_bytes()
+        data = mail.as_bytes(policy=UNFOLDED.clone(utf8=utf8))
     except _COMPOSE_ERRORS as err:
         raise PermanentFailure(f"cannot compose the e-mail: {type(err).__name__}: {err}") from err
     check_head(data, mail.keys())
@@ -139,6 +157,12 @@ def _refused(err: aiosmtplib.SMTPResponseException, host: str) -> Exception:
         return CredentialsRefused(f"SMTP {err.code} from {host}: credentials refused or missing: {reply}")
     detail = f"SMTP {err.code}: {reply}"
     return PermanentFailure(detail) if 500 <= err.code < 600 else TransientFailure(detail)
+
+
+async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    return client.supports_extension("smtputf8")
 
 
 class SmtpSender:
@@ -164,11 +188,19 @@ class SmtpSender:
             timeout=s.timeout,
             cert_bundle=s.ca_file,
         )
+        recipient = deliverable(message.recipient)
+        utf8 = needs_smtputf8(recipient)
+        encoding = "utf-8" if utf8 else "ascii"
         try:
             try:
                 await client.connect()
-                await client.mail(parseaddr(s.from_address)[1])
-                await client.rcpt(deliverable(message.recipient))
+                if utf8 and not await _offers_smtputf8(client):
+                    raise PermanentFailure(
+                        f"the recipient's mailbox name is not ASCII and {s.host} does not offer SMTPUTF8"
+                    )
+                options = ["SMTPUTF8"] if utf8 else []
+                await client.mail(parseaddr(s.from_address)[1], options=options, encoding=encoding)
+                await client.rcpt(recipient, encoding=encoding)
             except aiosmtplib.SMTPHeloError as err:
                 # Our relay is wrong, not the message: retry until the setup is fixed.
                 raise TransientFailure(f"SMTP {err.code}: {one_line(err.message, 500)}") from err
