@@ -57,13 +57,12 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
             proc.kill()
 
 
-@contextmanager
-def served(temporal_address: str, database_url: str, task_queue: str, port: int, logs: Path) -> Iterator[Api]:
-    """The API and a worker, both stopped on exit; waits until the API answers /healthz."""
+def api_env(temporal_address: str, database_url: str, task_queue: str, **more: str) -> dict[str, str]:
+    """The test's environment without its own ABH/Temporal/PostgreSQL settings, and the API's."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("ABH_", "TEMPORAL_", "DATABASE_", "SMTP_"))
     }
-    env |= {
+    return env | {
         "TEMPORAL_ADDRESS": temporal_address,
         "DATABASE_URL": database_url,
         "ABH_TASK_QUEUE": task_queue,
@@ -71,24 +70,35 @@ def served(temporal_address: str, database_url: str, task_queue: str, port: int,
         "ABH_ZENDESK_SECRET": ZENDESK_SECRET,
         "ABH_JIRA_SECRET": JIRA_SECRET,
         "ABH_WEBHOOK_REPLAY_WINDOW": "300",
+        **more,
     }
-    url = f"http://127.0.0.1:{port}"
-    with ExitStack() as stack:
-        stack.enter_context(_process(["worker.py", "--json-logs"], env, logs / "worker.log"))
-        api = stack.enter_context(
-            _process(["starter.py", "serve", "--port", str(port)], env, logs / "api.log")
-        )
+
+
+@contextmanager
+def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`starter.py serve` on `port`, once it answers /healthz; stopped on exit."""
+    with _process(["starter.py", "serve", "--port", str(port)], env, log) as api:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if api.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start: {(logs / 'api.log').read_text()[-2000:]}")
+                raise RuntimeError(f"the API did not start: {log.read_text()[-2000:]}")
             time.sleep(0.2)
-        yield Api(url=url, task_queue=task_queue)
+        yield api
+
+
+@contextmanager
+def served(temporal_address: str, database_url: str, task_queue: str, port: int, logs: Path) -> Iterator[Api]:
+    """The API and a worker, both stopped on exit; waits until the API answers /healthz."""
+    env = api_env(temporal_address, database_url, task_queue)
+    with ExitStack() as stack:
+        stack.enter_context(_process(["worker.py", "--json-logs"], env, logs / "worker.log"))
+        stack.enter_context(api_process(env, port, logs / "api.log"))
+        yield Api(url=f"http://127.0.0.1:{port}", task_queue=task_queue)
 
 
 def sample(name: str, **fill: Any) -> bytes:

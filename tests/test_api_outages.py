@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -17,11 +18,11 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from stack.samples import ticket
 from stack.settings import Settings
-from tests.api_server import ZENDESK_SECRET, zendesk_headers
-from tests.cases import case_worker
+from tests.api_server import ZENDESK_SECRET, api_env, api_process, zendesk_headers
+from tests.cases import case_worker, status_when
 from tests.conftest import _free_port
-from tests.test_webhooks_zendesk import created
-from workflows.models import case_workflow_id
+from tests.test_webhooks_zendesk import created, solved
+from workflows.models import Phase, case_workflow_id
 
 TOKEN = "outage-token"
 
@@ -126,6 +127,38 @@ async def test_a_webhook_while_postgresql_is_out_of_reach_is_a_503_and_opens_not
     assert "PostgreSQL" in answer.json()["detail"] and answer.headers["Retry-After"]
     with pytest.raises(Exception, match="not found"):
         await dev_env.client.get_workflow_handle(case_workflow_id(f"ZD-{zendesk_id}")).describe()
+
+
+async def test_a_webhook_delivery_cut_off_by_a_crash_is_taken_again_and_applied_once(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    """The API process dies while a helpdesk's delivery waits on the case: its retry must not be refused
+    as a replay (the delivery would be lost), and the action must not land twice."""
+    zendesk_id = random.randrange(10**6, 10**9)
+    ticket_id = f"ZD-{zendesk_id}"
+    async with case_worker(dev_env, pool, task_queue) as cases:
+        handle = await cases.open(ticket(ticket_id, "P1"))
+        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+    env = api_env(dev_env.client.service_client.config.target_host, database_url, task_queue)
+    port = _free_port()
+    body = solved(zendesk_id)
+    headers = zendesk_headers(body)
+    url = f"http://127.0.0.1:{port}/webhooks/zendesk"
+    async with httpx.AsyncClient(timeout=60) as http:
+        with api_process(env, port, tmp_path / "api-1.log") as api:
+            first = asyncio.create_task(http.post(url, content=body, headers=headers))
+            await asyncio.sleep(2)  # no worker: the action waits on the case
+            api.kill()
+            with pytest.raises(httpx.TransportError):
+                await first
+        async with case_worker(dev_env, pool, task_queue):
+            with api_process(env, port, tmp_path / "api-2.log"):
+                retried = await http.post(url, content=body, headers=headers)
+                replayed = await http.post(url, content=body, headers=headers)
+            resolved = await status_when(handle, lambda s: s.phase is Phase.AWAITING_CONFIRMATION)
+    assert retried.status_code == 200, retried.text
+    assert replayed.status_code == 401 and "already received" in replayed.text
+    assert [e.type for e in resolved.timeline].count("resolved") == 1
 
 
 async def engaged(http: httpx.AsyncClient, ticket_id: str) -> None:

@@ -1,5 +1,5 @@
 """Signed deliveries: the signature checked, the timestamp inside the replay window, each delivery
-accepted once (remembered in PostgreSQL, so several API processes agree)."""
+taken once (remembered in PostgreSQL once done, so several API processes agree)."""
 
 from __future__ import annotations
 
@@ -30,35 +30,27 @@ def within_window(sent_at: datetime, window: timedelta, now: datetime | None = N
         raise refused(f"timestamp {sent_at.isoformat()} is outside the {window.total_seconds():g} s window")
 
 
-class _Replay(Exception):
-    pass
-
-
-async def first_time(pool: asyncpg.Pool, source: str, delivery_ids: list[str], window: timedelta) -> None:
-    """Remember the delivery by each of its keys; refuse it, remembering nothing, when any of them was
-    seen inside the window (a replay)."""
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM webhook_deliveries WHERE received_at < now() - $1::interval", window * 2
-            )
-            for delivery_id in delivery_ids:
-                inserted = await conn.fetchval(
-                    "INSERT INTO webhook_deliveries (source, delivery_id) VALUES ($1, $2)"
-                    " ON CONFLICT DO NOTHING RETURNING true",
-                    source,
-                    delivery_id,
-                )
-                if not inserted:
-                    raise _Replay
-    except _Replay:
-        raise refused("this delivery was already received (a replay)") from None
-
-
-async def forget(pool: asyncpg.Pool, source: str, delivery_ids: list[str]) -> None:
-    """A delivery that failed on our side: the sender's retry of it must be accepted."""
-    await pool.execute(
-        "DELETE FROM webhook_deliveries WHERE source = $1 AND delivery_id = ANY($2::text[])",
+async def seen_before(pool: asyncpg.Pool, source: str, delivery_ids: list[str]) -> None:
+    """Refuse a delivery any of whose keys was already taken (a replay). Kept keys outlive the window,
+    and an older delivery is refused for its timestamp anyway."""
+    seen = await pool.fetchval(
+        "SELECT true FROM webhook_deliveries WHERE source = $1 AND delivery_id = ANY($2::text[]) LIMIT 1",
         source,
         delivery_ids,
     )
+    if seen:
+        raise refused("this delivery was already received (a replay)")
+
+
+async def remember(pool: asyncpg.Pool, source: str, delivery_ids: list[str], window: timedelta) -> None:
+    """Keep a delivery's keys once it was done. Kept only then, a delivery that failed on our side or was
+    cut off midway is taken again when the helpdesk retries; its action's idempotency key keeps a retry
+    from applying it twice, and a ticket opens one case whatever."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE received_at < now() - $1::interval", window * 2
+        )
+        await conn.executemany(
+            "INSERT INTO webhook_deliveries (source, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(source, delivery_id) for delivery_id in delivery_ids],
+        )

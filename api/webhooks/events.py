@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from api.actions import act
 from api.cases import open_ticket
 from api.responses import Refusal, WebhookResult, documented
-from api.webhooks.deliveries import first_time, forget
+from api.webhooks.deliveries import remember, seen_before
 from stack.settings import Settings
 from workflows.models import ActionPayload, CaseInput
 from workflows.rules import Refused, parse_action
@@ -69,21 +69,17 @@ def action(ticket_id: str, name: str, payload: dict[str, Any]) -> Act:
 
 
 async def deliver(request: Request, source: str, keys: list[str], event: Event) -> JSONResponse:
-    """Do what the event asks, once per delivery: a delivery any of whose keys was seen is refused before
-    anything. One that fails on our side is forgotten, so the helpdesk's retry is taken; its action
-    keeps an idempotency key made from the delivery, so a retry never applies it a second time."""
+    """Do what the event asks, once per delivery: one any of whose keys was taken is refused before
+    anything, and one is kept as taken once it was answered for good (a 503 is not: the helpdesk's retry
+    is taken). Its action's idempotency key comes from the delivery, so two copies racing, or a retry of
+    one cut off midway, apply it once."""
     settings: Settings = request.app.state.settings
     pool = request.app.state.pool
     deliveries = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
-    window = timedelta(seconds=settings.replay_window)
-    await first_time(pool, source, deliveries, window)
-    try:
-        answer = await _apply(request, event, f"{source}-{deliveries[0][:40]}")
-    except BaseException:
-        await forget(pool, source, deliveries)
-        raise
-    if answer.status_code >= 500:
-        await forget(pool, source, deliveries)
+    await seen_before(pool, source, deliveries)
+    answer = await _apply(request, event, f"{source}-{deliveries[0][:40]}")
+    if answer.status_code < 500:
+        await remember(pool, source, deliveries, timedelta(seconds=settings.replay_window))
     return answer
 
 
