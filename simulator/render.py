@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Literal
 
 from console.report import human, percent, table
@@ -130,6 +131,11 @@ def _num(x: float | None) -> str:
     return "" if x is None else f"{x:g}"
 
 
+def _seconds(d: timedelta | None) -> str:
+    """None when nothing was measured; a zero duration (resolved at opening) is 0, not blank."""
+    return "" if d is None else _num(d.total_seconds())
+
+
 def _csv_rows(sim: Simulation) -> Iterator[list[str]]:
     b, c = _pairs(sim)
     yield ["run", "", "policy", b.policy, c.policy]
@@ -147,8 +153,8 @@ def _csv_rows(sim: Simulation) -> Iterator[list[str]]:
                 "mttr",
                 qb.priority,
                 f"{metric}_seconds",
-                _num(vb and vb.total_seconds()),
-                _num(vc and vc.total_seconds()),
+                _seconds(vb),
+                _seconds(vc),
             ]
     ib, ic = b.report.intervention, c.report.intervention
     yield ["intervention", "all", "engaged", str(ib.engaged), str(ic.engaged)]

@@ -241,3 +241,16 @@ async def test_unknown_columns_and_calendars_are_refused(
     )
     assert await _starter(["simulate", "--tickets", str(elsewhere), "--baseline", str(BASELINE)]) == 2
     assert "calendar: mars not in policy 'hand-baseline'" in capsys.readouterr().err
+
+
+async def test_a_ticket_resolved_the_instant_it_opened_prints_a_zero_mttr_in_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zero duration is a figure (0 seconds), not a missing one."""
+    zero = tmp_path / "zero.csv"
+    zero.write_text(
+        "ticket_id,priority,opened_at,account_id,contacted_at,resolved_at,confirmed_at\n"
+        "Q1,P1,2026-11-03T10:00:00Z,acme,2026-11-03T10:00:00Z,2026-11-03T10:00:00Z,2026-11-03T10:05:00Z\n"
+    )
+    assert await _starter(["simulate", "--tickets", str(zero), "--baseline", str(BASELINE), "--csv"]) == 0
+    assert "mttr,P1,median_seconds,0,0" in capsys.readouterr().out.splitlines()
