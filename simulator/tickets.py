@@ -18,11 +18,11 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from workflows.models import (
@@ -90,7 +90,7 @@ class RecordedTicket(BaseModel):
     paused_at: AwareDatetime | None = None
     resumed_at: AwareDatetime | None = None
     priority_changed_at: AwareDatetime | None = None
-    new_priority: Priority | None = None
+    new_priority: Annotated[Priority | None, Field(validate_default=True)] = None
     customer_updates: list[AwareDatetime] = []
     """Progress updates given to the customer (a P1's recurring milestone); in CSV, separated by `;`."""
 
@@ -117,19 +117,41 @@ class RecordedTicket(BaseModel):
                 raise ValueError(f"{at.isoformat()} is before opened_at {opened.isoformat()}")
         return value
 
+    @field_validator("data_verified_at")
+    @classmethod
+    def _after_contact(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return _in_order(value, info, "contacted_at")
+
+    @field_validator("troubleshooting_at")
+    @classmethod
+    def _after_data_verified(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return _in_order(value, info, "data_verified_at")
+
+    @field_validator("confirmed_at", "rejected_at")
+    @classmethod
+    def _after_resolution(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        """The customer answers the follow-up, which the resolution sends."""
+        return _after(value, info, "resolved_at")
+
     @field_validator("resumed_at")
     @classmethod
     def _after_pause(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        paused = info.data.get("paused_at")
-        if value is not None and (paused is None or value < paused):
-            raise ValueError("needs an earlier paused_at")
-        return value
+        return _after(value, info, "paused_at")
 
-    @model_validator(mode="after")
-    def _priority_change_is_whole(self) -> RecordedTicket:
-        if (self.priority_changed_at is None) != (self.new_priority is None):
-            raise ValueError("priority_changed_at and new_priority go together")
-        return self
+    @field_validator("new_priority")
+    @classmethod
+    def _priority_change_is_whole(cls, value: Priority | None, info: ValidationInfo) -> Priority | None:
+        """Validated even when absent (`validate_default`), so that a lone priority_changed_at is named."""
+        if "priority_changed_at" not in info.data:
+            return value  # priority_changed_at is refused on its own account
+        changed = info.data["priority_changed_at"]
+        if value is None and changed is not None:
+            raise ValueError("needed with priority_changed_at")
+        if value is not None and changed is None:
+            raise ValueError("needs a priority_changed_at")
+        if value is not None and value == info.data.get("priority"):
+            raise ValueError(f"{value.value} is the ticket's priority already (the case refuses the change)")
+        return value
 
     def instants(self) -> list[tuple[str, datetime]]:
         """Every instant of the row but opened_at, with its field's name, in the lifecycle's order."""
@@ -178,6 +200,30 @@ class RecordedTicket(BaseModel):
         """What people did, in the order they did it (the lifecycle's order for equal instants)."""
         done = [(at, rank, _ACTIONS[name](self)) for rank, (name, at) in enumerate(self.instants())]
         return [(at, action) for at, _, action in sorted(done, key=lambda d: (d[0], d[1]))]
+
+
+def _after(value: datetime | None, info: ValidationInfo, earlier: str) -> datetime | None:
+    """`value` needs `earlier` at or before it (equal instants replay in the lifecycle's order)."""
+    if value is None or earlier not in info.data:  # a bad `earlier` is refused on its own account
+        return value
+    before = info.data[earlier]
+    if before is None:
+        raise ValueError(f"needs an earlier {earlier}")
+    if value < before:
+        raise ValueError(f"{value.isoformat()} is before {earlier} {before.isoformat()}")
+    return value
+
+
+MILESTONE_ORDER = (
+    "milestones are verified in order: first_response (contacted_at), data_verified, troubleshooting"
+)
+
+
+def _in_order(value: datetime | None, info: ValidationInfo, earlier: str) -> datetime | None:
+    try:
+        return _after(value, info, earlier)
+    except ValueError as err:
+        raise ValueError(f"{err} ({MILESTONE_ORDER})") from None
 
 
 FIELDS = ["ticket_id", "priority", "opened_at", "account_id", "calendar", *_ACTIONS, "new_priority"]

@@ -254,3 +254,52 @@ async def test_a_ticket_resolved_the_instant_it_opened_prints_a_zero_mttr_in_csv
     )
     assert await _starter(["simulate", "--tickets", str(zero), "--baseline", str(BASELINE), "--csv"]) == 0
     assert "mttr,P1,median_seconds,0,0" in capsys.readouterr().out.splitlines()
+
+
+HEADER = (
+    "ticket_id,priority,opened_at,account_id,contacted_at,data_verified_at,troubleshooting_at,resolved_at"
+)
+OPENED = "2026-11-03T10:00:00Z"
+
+
+async def _refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, name: str = "t.csv") -> str:
+    """What `simulate` says of a ticket file it refuses (it must refuse it, and print no figures)."""
+    path = tmp_path / name
+    path.write_text(text)
+    assert await _starter(["simulate", "--tickets", str(path), "--baseline", str(BASELINE), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("refused: ")
+    return err
+
+
+async def test_a_row_the_case_would_refuse_is_refused_when_the_file_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Milestones verified out of order, an answer to a follow-up never sent, a change to the same
+    priority: the case would refuse the action and the figures would quietly change."""
+    at = [f"2026-11-03T{h}:00Z" for h in ("10:10", "10:20", "10:30", "11:00", "12:00")]
+    err = await _refusal(
+        tmp_path,
+        capsys,
+        f"{HEADER},confirmed_at,rejected_at,priority_changed_at,new_priority\n"
+        f"A,P2,{OPENED},acme,{at[2]},{at[1]},{at[3]},{at[4]},,,,\n"  # data verified before the contact
+        f"B,P2,{OPENED},acme,,{at[1]},,,,,,\n"  # data verified, never contacted
+        f"C,P2,{OPENED},acme,{at[0]},{at[2]},{at[1]},,,,,\n"  # troubleshooting before data verified
+        f"D,P2,{OPENED},acme,{at[0]},,{at[1]},,,,,\n"  # troubleshooting, data never verified
+        f"E,P3,{OPENED},acme,{at[0]},,,{at[4]},{at[3]},,,\n"  # confirmed before the resolution
+        f"F,P3,{OPENED},acme,{at[0]},,,,,{at[3]},,\n"  # rejected, never resolved
+        f"G,P3,{OPENED},acme,{at[0]},,,{at[4]},,,{at[1]},P3\n"  # raised to the priority it has
+        f"H,P3,{OPENED},acme,{at[0]},,,{at[4]},,,,P1\n",  # a new priority with no instant
+    )
+    assert f"row 2: data_verified_at: Value error, {at[1][:-1]}+00:00 is before contacted_at" in err
+    assert "milestones are verified in order" in err
+    assert "row 3: data_verified_at: Value error, needs an earlier contacted_at" in err
+    assert (
+        "row 4: troubleshooting_at: Value error, 2026-11-03T10:20:00+00:00 is before data_verified_at" in err
+    )
+    assert "row 5: troubleshooting_at: Value error, needs an earlier data_verified_at" in err
+    assert "row 6: confirmed_at: Value error, 2026-11-03T11:00:00+00:00 is before resolved_at" in err
+    assert "row 7: rejected_at: Value error, needs an earlier resolved_at" in err
+    assert "row 8: new_priority: Value error, P3 is the ticket's priority already" in err
+    assert "row 9: new_priority: Value error, needs a priority_changed_at" in err
+    assert "payload" not in err
