@@ -58,7 +58,7 @@ async def simulate_command(settings: Settings, args: argparse.Namespace, databas
     try:
         baseline = _policy(args.baseline or settings.policy_file, "--baseline")
         candidate = _policy(args.policy, "--policy") if args.policy else baseline
-        tickets = await _tickets(settings, args, database)
+        tickets = await _tickets(settings, args, database, [baseline, candidate])
     except (TicketFileError, ValueError, OSError) as err:
         print(f"refused: {err}", file=sys.stderr)
         return 2
@@ -100,9 +100,11 @@ def _policy(path: Path | str | None, flag: str) -> Policy:
         raise ValueError(f"{flag} {path}: {field_errors(err)}") from None
 
 
-async def _tickets(settings: Settings, args: argparse.Namespace, database: Database) -> list[RecordedTicket]:
+async def _tickets(
+    settings: Settings, args: argparse.Namespace, database: Database, policies: list[Policy]
+) -> list[RecordedTicket]:
     if args.tickets:
-        return read_tickets(args.tickets)
+        return read_tickets(args.tickets, policies)
     if args.sample is not None:
         if args.sample < 1:
             raise ValueError("--sample must be at least 1")

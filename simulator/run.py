@@ -27,7 +27,7 @@ from simulator.figures import Simulation, changed_outcomes, run_figures
 from simulator.outcomes import SimulatedCase, simulated_case
 from simulator.replay import HORIZON, SCRIPT_MEMO, RecordedActions, Replay, Replayed
 from simulator.schedule import replay_of
-from simulator.tickets import RecordedTicket, TicketFileError
+from simulator.tickets import RecordedTicket, TicketFileError, unknown_calendar
 from simulator.timeshift import cycles_needed, moved, moved_policy
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary
@@ -91,13 +91,13 @@ async def simulate(
 
 
 def check_calendars(tickets: Sequence[RecordedTicket], policies: Sequence[Policy]) -> None:
+    """A file's rows are checked as it is read (`read_tickets`); this names the tickets of any source."""
     for policy in policies:
-        unknown = sorted({t.calendar for t in tickets if t.calendar and t.calendar not in policy.calendars})
-        if unknown:
-            raise TicketFileError(
-                f"calendar: {', '.join(unknown)} not in policy {policy.name!r} "
-                f"(it has {', '.join(sorted(policy.calendars))})"
-            )
+        for t in tickets:
+            if t.calendar and t.calendar not in policy.calendars:
+                raise TicketFileError(
+                    f"ticket {t.ticket_id}: calendar: {unknown_calendar(t.calendar, policy)}"
+                )
 
 
 T = TypeVar("T")

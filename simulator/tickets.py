@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +44,7 @@ from workflows.models import (
     TicketId,
     WaitingOnCustomer,
 )
+from workflows.policy import Policy
 from workflows.rules import field_errors
 
 ACTOR = "simulation"
@@ -229,19 +231,31 @@ def _in_order(value: datetime | None, info: ValidationInfo, earlier: str) -> dat
 FIELDS = ["ticket_id", "priority", "opened_at", "account_id", "calendar", *_ACTIONS, "new_priority"]
 
 
-def read_tickets(path: Path) -> list[RecordedTicket]:
-    """The file's tickets: JSON lines when it ends in .jsonl/.ndjson/.json, CSV otherwise."""
+def read_tickets(path: Path, policies: Sequence[Policy] = ()) -> list[RecordedTicket]:
+    """The file's tickets: JSON lines when it ends in .jsonl/.ndjson/.json, CSV otherwise; each row's
+    calendar must be one of every policy's."""
     text = path.read_text(encoding="utf-8-sig")
     rows = _json_rows(text) if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else _csv_rows(text)
-    return parse_rows(rows)
+    return parse_rows(rows, policies)
 
 
-def parse_rows(rows: Iterable[tuple[int, Any]]) -> list[RecordedTicket]:
-    """Every row valid, and each ticket once, or TicketFileError naming each bad row and field."""
+@dataclass(frozen=True)
+class BadRow:
+    """A row that cannot be read as a ticket at all: why, to be listed among the bad rows."""
+
+    reason: str
+
+
+def parse_rows(rows: Iterable[tuple[int, Any]], policies: Sequence[Policy] = ()) -> list[RecordedTicket]:
+    """Every row valid, each ticket once and each calendar known to `policies`, or TicketFileError naming
+    each bad row and field. A row is numbered by the line it starts on."""
     tickets: list[RecordedTicket] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
     for number, row in rows:
+        if isinstance(row, BadRow):
+            errors.append(f"row {number}: {row.reason}")
+            continue
         try:
             ticket = RecordedTicket.model_validate(row)
         except ValidationError as err:
@@ -251,6 +265,10 @@ def parse_rows(rows: Iterable[tuple[int, Any]]) -> list[RecordedTicket]:
             errors.append(
                 f"row {number}: ticket_id: {ticket.ticket_id} is already on row {seen[ticket.ticket_id]}"
             )
+            continue
+        unknown = next((p for p in policies if ticket.calendar and ticket.calendar not in p.calendars), None)
+        if unknown is not None:
+            errors.append(f"row {number}: calendar: {unknown_calendar(ticket.calendar or '', unknown)}")
             continue
         seen[ticket.ticket_id] = number
         tickets.append(ticket)
@@ -263,13 +281,59 @@ def parse_rows(rows: Iterable[tuple[int, Any]]) -> list[RecordedTicket]:
     return tickets
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text))
-    unknown = [f for f in reader.fieldnames or [] if f not in FIELDS]
+def unknown_calendar(calendar: str, policy: Policy) -> str:
+    return f"{calendar} not in policy {policy.name!r} (it has {', '.join(sorted(policy.calendars))})"
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
+    """Each record with the line it starts on (a quoted cell may span lines); blank lines skipped. A
+    column with no name in the header (a trailing comma) is allowed while all its cells are empty."""
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    named: set[int] = set()
+    while True:
+        first = reader.line_num + 1
+        try:
+            cells = next(reader, None)
+        except csv.Error as err:
+            raise TicketFileError(f"row {first}: not readable as CSV ({err})") from None
+        if cells is None:
+            return
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = cells
+            named = _check_header(header, first)
+            continue
+        if len(cells) != len(header):
+            yield first, BadRow(f"{len(cells)} cells, where the header has {len(header)}")
+            continue
+        filled = next((i for i, cell in enumerate(cells) if i not in named and cell.strip()), None)
+        if filled is not None:
+            yield (
+                first,
+                BadRow(f"column {filled + 1} is an unnamed column (blank in the header) but holds a value"),
+            )
+            continue
+        yield first, {header[i]: cells[i] for i in named}
+
+
+def _check_header(header: list[str], number: int) -> set[int]:
+    """The indices of the named columns, each known and named once."""
+    named = {i for i, name in enumerate(header) if name.strip()}
+    unknown = [header[i] for i in sorted(named) if header[i] not in FIELDS]
     if unknown:
-        raise TicketFileError(f"row 1: unknown columns: {', '.join(unknown)} (known: {', '.join(FIELDS)})")
-    for row in reader:
-        yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+        raise TicketFileError(
+            f"row {number}: unknown columns: {', '.join(unknown)} (known: {', '.join(FIELDS)})"
+        )
+    twice = next((header[i] for i in sorted(named) if header.count(header[i]) > 1), None)
+    if twice is not None:
+        at = ", ".join(str(i + 1) for i, name in enumerate(header) if name == twice)
+        raise TicketFileError(f"row {number}: {twice} is named more than once in the header (columns {at})")
+    return named
+
+
+_JSON_LINES = "the file must be JSON lines, one ticket's object on each line (not a JSON array)"
 
 
 def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
@@ -277,9 +341,12 @@ def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise TicketFileError(f"row {number}: not a JSON object ({err.msg})") from None
+            raise TicketFileError(f"row {number}: not a JSON object ({err.msg}); {_JSON_LINES}") from None
+        if not isinstance(row, dict):
+            raise TicketFileError(f"row {number}: not a JSON object; {_JSON_LINES}")
+        yield number, row
 
 
 def write_csv(tickets: Iterable[RecordedTicket]) -> str:

@@ -303,3 +303,60 @@ async def test_a_row_the_case_would_refuse_is_refused_when_the_file_is_read(
     assert "row 8: new_priority: Value error, P3 is the ticket's priority already" in err
     assert "row 9: new_priority: Value error, needs a priority_changed_at" in err
     assert "payload" not in err
+
+
+async def test_a_record_spanning_lines_is_named_by_its_first_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = await _refusal(
+        tmp_path,
+        capsys,
+        "ticket_id,priority,opened_at,account_id\n"
+        f"T1,P3,{OPENED},acme\n"
+        f'T2,P9,{OPENED},"Acme\nSupport\nDesk"\n'
+        "\n"
+        f"T3,P7,{OPENED},acme\n",
+    )
+    assert err.startswith("refused: row 3: priority:") and "row 7: priority:" in err
+
+
+async def test_rows_that_do_not_fit_the_header_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell too many or too few shifts the columns: it is never read as some other field."""
+    err = await _refusal(
+        tmp_path,
+        capsys,
+        f"{HEADER},priority_changed_at,new_priority\n"
+        f"T1,P3,{OPENED},acme,2026-11-03T10:10:00Z,,,2026-11-03T12:00:00Z,,P1,garbage\n"
+        f"T2,P3,{OPENED},acme\n",
+    )
+    assert "row 2: 11 cells, where the header has 10; row 3: 4 cells, where the header has 10" in err
+    twice = f"ticket_id,priority,opened_at,account_id,contacted_at,contacted_at\nT1,P3,{OPENED},acme,,\n"
+    err = await _refusal(tmp_path, capsys, twice)
+    assert "row 1: contacted_at is named more than once in the header (columns 5, 6)" in err
+
+
+async def test_a_trailing_comma_in_the_header_is_an_unnamed_empty_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text(f"{HEADER},\nT1,P3,{OPENED},acme,2026-11-03T10:10:00Z,,,2026-11-03T12:00:00Z,\n")
+    assert (
+        await _starter(["simulate", "--tickets", str(trailing), "--baseline", str(BASELINE), "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["tickets"] == 1
+    filled = trailing.read_text().replace("12:00:00Z,\n", "12:00:00Z,P1\n")
+    err = await _refusal(tmp_path, capsys, filled)
+    assert "row 2: column 9 is an unnamed column (blank in the header) but holds a value" in err
+
+
+async def test_a_json_array_and_an_unknown_calendar_are_refused_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = {"ticket_id": "T1", "priority": "P3", "opened_at": OPENED, "account_id": "a"}
+    err = await _refusal(tmp_path, capsys, json.dumps([one], indent=1), "tickets.json")
+    assert "the file must be JSON lines, one ticket's object on each line" in err
+    lines = [json.dumps(one), json.dumps({**one, "ticket_id": "T2", "calendar": "mars"})]
+    err = await _refusal(tmp_path, capsys, "\n".join(lines) + "\n", "tickets.jsonl")
+    assert "row 2: calendar: mars not in policy 'hand-baseline' (it has business)" in err
