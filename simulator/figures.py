@@ -67,6 +67,10 @@ class Simulation(Figures):
 
 
 def run_figures(policy: str, cases: Sequence[SimulatedCase], start: datetime, end: datetime) -> RunFigures:
+    """A failed replay is listed, and left out of every figure: it stopped partway, so what it left in
+    the books is not what the policy would have made of its ticket."""
+    failed = {c.ticket_id: c.failure for c in cases if c.failure}
+    cases = [c for c in cases if not c.failure]
     facts = [c.facts for c in cases]
     escalations = [
         EscalationFacts(workflow_id=c.ticket_id, level=e.level) for c in cases for e in c.escalations
@@ -89,7 +93,7 @@ def run_figures(policy: str, cases: Sequence[SimulatedCase], start: datetime, en
         tech_lead_by_hour=[hours.get(h, 0) for h in range(24)],
         notifications=dict(sorted(notifications.items())),
         open_at_end=sum(c.still_open for c in cases),
-        failed={c.ticket_id: c.failure for c in cases if c.failure},
+        failed=failed,
     )
 
 

@@ -34,7 +34,7 @@ from temporalio.worker import (
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from workflows.models import Cancel, CaseInput, CaseOutcome, CloseReason
+    from workflows.models import Cancel, CaseInput, CaseOutcome, CaseStatus, CloseReason, EventType
 
 # How long after its last recorded action a resolved case may run on (follow-up window, reminders)
 # before the replay ends it: longer than five business days over any holiday season.
@@ -47,6 +47,8 @@ class Step(BaseModel):
     at: datetime
     action: str
     payload: dict[str, Any]
+    field: str = ""
+    """The ticket file's field that recorded it, to name in a refusal."""
 
 
 class Script(BaseModel):
@@ -124,7 +126,7 @@ class _PlayedCase(WorkflowInboundInterceptor):
         if self._broken.done():
             raise _failed("a write to the simulation's books failed", self._broken.result())
         if player.done() and (err := player.exception()) is not None:
-            raise _failed("a recorded action could not be played", err)
+            raise err if isinstance(err, Refused) else _failed("a recorded action could not be played", err)
         return await case
 
     def broke(self, err: Exception) -> None:
@@ -175,22 +177,46 @@ class _Player:
     async def play(self) -> None:
         for step in self._script.steps:
             await _until(step.at)
-            await self._tell(step.action, step.payload)
+            await self._tell(step)
             self._played += 1
         await _until(self._script.ends_at)
-        await self._tell(Cancel.action, Cancel(reason=ENDED).model_dump(mode="json"))
+        await self._tell(Step(at=self._script.ends_at, action=Cancel.action, payload=_END))
 
     def rest(self) -> Script:
         return self._script.model_copy(update={"steps": self._script.steps[self._played :]})
 
-    async def _tell(self, action: str, payload: dict[str, Any]) -> None:
+    async def _tell(self, step: Step) -> None:
         """As the SDK hands a signal to the case's dynamic handler: its name and its raw payloads. Unlike
         a signal, the action is not counted among the case's running handlers, and a bug it raises fails
         the case (recorded as the replay's failure) instead of retrying the workflow task forever. An
         action due at the very instant of one of the case's own deadlines may be applied before or after
-        it: both are the case's timers, due together."""
-        raw: Sequence[RawValue] = [RawValue(workflow.payload_converter().to_payload(payload))]
-        await self._case.handle_signal(HandleSignalInput(signal=action, args=[action, raw], headers={}))
+        it: both are the case's timers, due together.
+
+        An action the case refuses is kept in its timeline as `rejected` and changes nothing: a replay
+        that went on without it would report figures for a month that did not happen, so it fails, with
+        the case's reason (the ticket file is checked for what can be known without the case)."""
+        told = _last_seq()
+        raw: Sequence[RawValue] = [RawValue(workflow.payload_converter().to_payload(step.payload))]
+        await self._case.handle_signal(
+            HandleSignalInput(signal=step.action, args=[step.action, raw], headers={})
+        )
+        case: CaseStatus = workflow.instance().case
+        refused = next((e for e in case.timeline if e.seq > told and e.type == EventType.REJECTED), None)
+        if refused is not None:
+            what = f"{step.field} ({step.action})" if step.field else step.action
+            raise Refused(f"the case refused the recorded {what}: {refused.detail}", non_retryable=True)
+
+
+class Refused(ApplicationError):
+    """A recorded action the case refused: the replay's failure, with the case's reason."""
+
+
+_END = Cancel(reason=ENDED).model_dump(mode="json")
+
+
+def _last_seq() -> int:
+    timeline = workflow.instance().case.timeline
+    return timeline[-1].seq if timeline else 0
 
 
 def _failed(what: str, err: BaseException) -> ApplicationError:

@@ -46,10 +46,10 @@ def replay_of(
     moved_ticket = ticket.moved(lambda at: moved(at, years))
     engaged = engaged_at(moved_ticket, policy)
     steps = []
-    for at, action in moved_ticket.actions():
+    for at, field, action in moved_ticket.actions():
         if Phase.QUEUED not in action.accepted_in and at < engaged:
             at = engaged + AFTER_ENGAGEMENT
-        steps.append(Step(at=at, action=action.action, payload=action.model_dump(mode="json")))
+        steps.append(Step(at=at, action=action.action, payload=action.model_dump(mode="json"), field=field))
     steps.sort(key=lambda s: s.at)
     last = max([moved_ticket.opened_at, *(s.at for s in steps)])
     ends_at = last + HORIZON if ticket.left_resolved else max(last, moved(window_end, years))

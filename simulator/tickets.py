@@ -198,10 +198,11 @@ class RecordedTicket(BaseModel):
             source="simulation",
         )
 
-    def actions(self) -> list[tuple[datetime, ActionPayload]]:
-        """What people did, in the order they did it (the lifecycle's order for equal instants)."""
-        done = [(at, rank, _ACTIONS[name](self)) for rank, (name, at) in enumerate(self.instants())]
-        return [(at, action) for at, _, action in sorted(done, key=lambda d: (d[0], d[1]))]
+    def actions(self) -> list[tuple[datetime, str, ActionPayload]]:
+        """What people did, with the field that says when, in the order they did it (the lifecycle's
+        order for equal instants)."""
+        done = [(at, rank, name) for rank, (name, at) in enumerate(self.instants())]
+        return [(at, name, _ACTIONS[name](self)) for at, _, name in sorted(done)]
 
 
 def _after(value: datetime | None, info: ValidationInfo, earlier: str) -> datetime | None:

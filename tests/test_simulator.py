@@ -360,3 +360,28 @@ async def test_a_json_array_and_an_unknown_calendar_are_refused_plainly(
     lines = [json.dumps(one), json.dumps({**one, "ticket_id": "T2", "calendar": "mars"})]
     err = await _refusal(tmp_path, capsys, "\n".join(lines) + "\n", "tickets.jsonl")
     assert "row 2: calendar: mars not in policy 'hand-baseline' (it has business)" in err
+
+
+async def test_a_recorded_action_the_case_refuses_fails_its_replay_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rejected, then confirmed: the confirmation needs a second resolution, which a row cannot hold. The
+    case refuses it, and the replay is listed as failed, out of the figures, instead of going on without
+    it (the case left open at the end)."""
+    reopened = tmp_path / "reopened.csv"
+    reopened.write_text(
+        "ticket_id,priority,opened_at,account_id,contacted_at,resolved_at,rejected_at,confirmed_at\n"
+        f"R1,P3,{OPENED},acme,2026-11-03T10:10:00Z,2026-11-03T12:00:00Z,2026-11-03T13:00:00Z,"
+        "2026-11-03T14:00:00Z\n"
+        f"R2,P3,{OPENED},acme,2026-11-03T10:10:00Z,2026-11-03T12:00:00Z,,2026-11-03T14:00:00Z\n"
+    )
+    args = ["simulate", "--tickets", str(reopened), "--baseline", str(BASELINE), "--policy", str(CANDIDATE)]
+    assert await _starter(args) == 0
+    table = capsys.readouterr().out
+    for policy in ("hand-baseline", "hand-candidate"):
+        assert (
+            f"Failed under '{policy}': R1: the case refused the recorded confirmed_at (customer_confirmed): "
+            "case R1 is engaged; customer_confirmed is accepted only while awaiting_confirmation"
+        ) in table
+    assert "Cases still open at the end: baseline 0, candidate 0" in table
+    assert _cells(table, "P3 first_response")[1] == "1"  # R2 alone
