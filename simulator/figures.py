@@ -20,6 +20,7 @@ from console.report import (
     Report,
     breached_milestones,
     compute_report,
+    intervention_figures,
     milestone_figures,
 )
 from simulator.outcomes import SimulatedCase
@@ -66,9 +67,16 @@ class Simulation(Figures):
     """How long the replay took, wall clock."""
 
 
-def run_figures(policy: str, cases: Sequence[SimulatedCase], start: datetime, end: datetime) -> RunFigures:
+def run_figures(
+    policy: str, cases: Sequence[SimulatedCase], start: datetime, end: datetime, window_end: datetime
+) -> RunFigures:
     """A failed replay is listed, and left out of every figure: it stopped partway, so what it left in
-    the books is not what the policy would have made of its ticket."""
+    the books is not what the policy would have made of its ticket.
+
+    The replay ends a case still open at `window_end`, the recorded window's last instant (or a second
+    after an action it deferred past it, which only a case engaged in that second has): one engaged
+    less than the intervention's `within` before that is undecided, as in a report run at that instant,
+    not a miss."""
     failed = {c.ticket_id: c.failure for c in cases if c.failure}
     cases = [c for c in cases if not c.failure]
     facts = [c.facts for c in cases]
@@ -82,7 +90,9 @@ def run_figures(policy: str, cases: Sequence[SimulatedCase], start: datetime, en
         notifications.update(c.notifications)
     return RunFigures(
         policy=policy,
-        report=compute_report(facts, escalations, start=start, end=end),
+        report=compute_report(facts, escalations, start=start, end=end).model_copy(
+            update={"intervention": intervention_figures(facts, window_end)}
+        ),
         breaches=[
             PriorityBreaches(
                 priority=p.value, milestones=milestone_figures([f for f in facts if f.priority is p])

@@ -72,9 +72,13 @@ def render_table(sim: Simulation) -> str:
         f"Technical intervention (Tech Lead ticket or resolution) within {human(ib.within)} of engagement:",
         f"  baseline {ib.met} of {ib.engaged} = {percent(ib.share)}; "
         f"candidate {ic.met} of {ic.engaged} = {percent(ic.share)} ({_change(ib.share, ic.share)})",
-        "",
-        "Escalations per level per day (the case calendar's local date)",
     ]
+    if ib.undecided or ic.undecided:
+        lines.append(
+            f"  undecided (open at the end, engaged less than that before it): baseline {ib.undecided}, "
+            f"candidate {ic.undecided}"
+        )
+    lines += ["", "Escalations per level per day (the case calendar's local date)"]
     lines += _escalations_by_day(b, c) or ["(none)"]
     lines += ["", "Tech Lead load by hour of day (tickets raised, the case calendar's zone)"]
     lines += table(
@@ -160,6 +164,7 @@ def _csv_rows(sim: Simulation) -> Iterator[list[str]]:
     yield ["intervention", "all", "engaged", str(ib.engaged), str(ic.engaged)]
     yield ["intervention", "all", "met", str(ib.met), str(ic.met)]
     yield ["intervention", "all", "share", _num(ib.share), _num(ic.share)]
+    yield ["intervention", "all", "undecided", str(ib.undecided), str(ic.undecided)]
     count_b = {(e.day, e.level): e.tickets for e in b.escalations_by_day}
     count_c = {(e.day, e.level): e.tickets for e in c.escalations_by_day}
     for day, level in sorted(set(count_b) | set(count_c)):

@@ -77,8 +77,11 @@ async def simulate(
         processes=processes,
     )
     start = min(t.opened_at for t in tickets)
-    end = max(t.last_instant() for t in tickets) + HORIZON
-    figures = {run: run_figures(policy.name, cases, start, end) for run, (policy, cases) in runs.items()}
+    window_end = max(t.last_instant() for t in tickets)
+    figures = {
+        run: run_figures(policy.name, cases, start, window_end + HORIZON, window_end)
+        for run, (policy, cases) in runs.items()
+    }
     base_cases = runs[BASELINE][1]
     cand_cases = runs[CANDIDATE][1] if not same else base_cases
     return Simulation(

@@ -385,3 +385,23 @@ async def test_a_recorded_action_the_case_refuses_fails_its_replay_with_the_reas
         ) in table
     assert "Cases still open at the end: baseline 0, candidate 0" in table
     assert _cells(table, "P3 first_response")[1] == "1"  # R2 alone
+
+
+async def test_a_case_cut_off_at_the_window_end_within_the_hour_is_undecided_not_a_miss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The replay ends an open case at the recorded window's last instant: a P1 opened then had no hour to
+    be helped in, as a fresh case in a report run at that instant (`starter.py report`)."""
+    cut = tmp_path / "cut.csv"
+    cut.write_text(
+        "ticket_id,priority,opened_at,account_id,contacted_at,resolved_at\n"
+        f"A,P1,{OPENED},acme,2026-11-03T10:05:00Z,2026-11-03T10:30:00Z\n"
+        "Z,P1,2026-11-05T12:00:00Z,acme,,\n"
+    )
+    assert await _starter(["simulate", "--tickets", str(cut), "--baseline", str(BASELINE), "--json"]) == 0
+    intervention = json.loads(capsys.readouterr().out)["baseline"]["report"]["intervention"]
+    assert (intervention["met"], intervention["engaged"], intervention["undecided"]) == (1, 1, 1)
+    assert await _starter(["simulate", "--tickets", str(cut), "--baseline", str(BASELINE)]) == 0
+    table = capsys.readouterr().out
+    assert "baseline 1 of 1 = 100.0%" in table
+    assert "undecided (open at the end, engaged less than that before it): baseline 1, candidate 1" in table
