@@ -111,4 +111,10 @@ async def _tickets(
         return month_of_tickets(args.sample)
     now = datetime.now(UTC)
     async with database(settings) as pool:
-        return await tickets_from_db(pool, now - parse_since(args.since), now)
+        found = await tickets_from_db(pool, now - parse_since(args.since), now)
+    if found.cancelled:
+        cases = "case" if found.cancelled == 1 else "cases"
+        print(
+            f"left out {found.cancelled} cancelled {cases} (duplicates, withdrawn tickets)", file=sys.stderr
+        )
+    return found.tickets

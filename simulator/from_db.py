@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from simulator.tickets import RecordedTicket, TicketFileError, parse_rows
-from workflows.models import EventType, Milestone
+from workflows.models import CloseReason, EventType, Milestone
 
 _FIRST = {
     "contacted_at": EventType.CUSTOMER_CONTACTED,
@@ -30,7 +30,7 @@ def _first(kind: EventType) -> str:
 
 
 _TICKETS_SQL = f"""
-SELECT c.ticket_id, c.customer_account AS account_id, c.opened_at,
+SELECT c.ticket_id, c.customer_account AS account_id, c.opened_at, c.close_reason,
     c.snapshot->'ticket'->>'priority' AS priority,
     c.snapshot->'ticket'->'customer'->>'calendar' AS calendar,
     c.snapshot->'milestones' AS milestones,
@@ -47,13 +47,26 @@ ORDER BY c.opened_at, c.ticket_id
 """
 
 
-async def tickets_from_db(pool: asyncpg.Pool, start: datetime, end: datetime) -> list[RecordedTicket]:
-    """The tickets of the cases opened in `[start, end]`, one consistent read."""
+class DbTickets(NamedTuple):
+    tickets: list[RecordedTicket]
+    cancelled: int
+    """Cases left out because they were cancelled."""
+
+
+async def tickets_from_db(pool: asyncpg.Pool, start: datetime, end: datetime) -> DbTickets:
+    """The tickets of the cases opened in `[start, end]`, one consistent read. A cancelled case (a
+    duplicate, a withdrawn ticket) is left out and counted: the row has no field for the cancel, so it
+    would replay as a case left open, and a duplicate is no work the policy has to do."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(_TICKETS_SQL, start, end)
+    window = f"between {start.isoformat()} and {end.isoformat()}"
     if not rows:
-        raise TicketFileError(f"no cases were opened between {start.isoformat()} and {end.isoformat()}")
-    return parse_rows((n, _ticket_row(r)) for n, r in enumerate(rows, start=1))
+        raise TicketFileError(f"no cases were opened {window}")
+    kept = [r for r in rows if r["close_reason"] != CloseReason.CANCELLED.value]
+    if not kept:
+        raise TicketFileError(f"the {len(rows)} cases opened {window} were all cancelled")
+    tickets = parse_rows((n, _ticket_row(r)) for n, r in enumerate(kept, start=1))
+    return DbTickets(tickets, len(rows) - len(kept))
 
 
 def _ticket_row(r: asyncpg.Record) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from stack.cases import signal_action
 from tests.cases import advance_to, case_worker, settled, ticket
 from workflows.calendar import CalendarSpec
 from workflows.clocks import clocks_for, engagement_start
-from workflows.models import EventType
+from workflows.models import CloseReason, EventType
 from workflows.policy import load_policy
 from workflows.rotation import Rotation
 
@@ -59,7 +59,7 @@ async def test_a_recorded_case_comes_back_from_the_database_and_replays_to_the_s
 
     opened = status.opened_at
     found = await tickets_from_db(pool, opened - timedelta(seconds=1), opened + timedelta(seconds=1))
-    recorded = next(t for t in found if t.ticket_id == ticket_id)
+    recorded = next(t for t in found.tickets if t.ticket_id == ticket_id)
 
     def at(kind: EventType, nth: int = 0) -> datetime:
         return [e.at for e in status.timeline if e.type == kind][nth]
@@ -88,6 +88,30 @@ async def test_a_recorded_case_comes_back_from_the_database_and_replays_to_the_s
     assert abs(mttr - original.time_to_resolution) < timedelta(
         seconds=1
     )  # the simulator counts whole seconds
+
+
+async def test_a_cancelled_case_is_left_out_of_the_database_s_tickets_and_counted(
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """A duplicate or withdrawn ticket, cancelled, would replay as a case left open (a row has no field
+    for the cancel): it is no work for the policy, so it is left out, and said to be."""
+    await advance_to(time_env, WEDNESDAY, time(10, 0))
+    duplicate = f"{ticket_id}-D"
+    async with case_worker(time_env, pool, task_queue) as cases:
+        handles = [await cases.open(ticket(t, "P2")) for t in (ticket_id, duplicate)]
+        await time_env.sleep(timedelta(minutes=5))
+        await signal_action(time_env.client, ticket_id, "customer_contacted", {"channel": "email"})
+        await signal_action(time_env.client, duplicate, "cancel", {"reason": "duplicate"})
+        await time_env.sleep(timedelta(minutes=5))
+        kept = await settled(handles[0], pool)
+        cancelled = await settled(handles[1], pool)
+    assert cancelled.close_reason is CloseReason.CANCELLED
+    around = [kept.opened_at - timedelta(seconds=1), cancelled.opened_at + timedelta(seconds=1)]
+    found = await tickets_from_db(pool, min(around), max(around))
+    ids = {t.ticket_id for t in found.tickets}
+    assert ticket_id in ids and duplicate not in ids
+    query = "SELECT count(*) FROM cases WHERE opened_at BETWEEN $1 AND $2 AND close_reason = 'cancelled'"
+    assert found.cancelled == await pool.fetchval(query, min(around), max(around)) >= 1  # other tests' too
 
 
 def test_the_move_keeps_weekdays_dates_and_local_hours() -> None:
