@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -19,7 +20,14 @@ from simulator.from_db import tickets_from_db
 from simulator.render import render
 from simulator.run import simulate
 from simulator.sample import month_of_tickets
-from simulator.tickets import FIELDS, RecordedTicket, TicketFileError, read_tickets, write_csv
+from simulator.tickets import (
+    FIELDS,
+    JSON_SUFFIXES,
+    RecordedTicket,
+    TicketFileError,
+    read_tickets,
+    write_csv,
+)
 from stack.settings import Settings
 from workflows.policy import Policy, load_policy
 from workflows.rules import field_errors
@@ -56,6 +64,8 @@ def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 async def simulate_command(settings: Settings, args: argparse.Namespace, database: Database) -> int:
     try:
+        _check_output(args.plot, "--plot")
+        _check_output(args.save_tickets, "--save-tickets")
         baseline = _policy(args.baseline or settings.policy_file, "--baseline")
         candidate = _policy(args.policy, "--policy") if args.policy else baseline
         tickets = await _tickets(settings, args, database, [baseline, candidate])
@@ -63,7 +73,11 @@ async def simulate_command(settings: Settings, args: argparse.Namespace, databas
         print(f"refused: {err}", file=sys.stderr)
         return 2
     if args.save_tickets:
-        args.save_tickets.write_text(write_csv(tickets), encoding="utf-8")
+        try:
+            args.save_tickets.write_text(write_csv(tickets), encoding="utf-8")
+        except OSError as err:
+            print(f"refused: --save-tickets {args.save_tickets}: {err.strerror or err}", file=sys.stderr)
+            return 2
     stderr = Console(stderr=True)
     with Progress(
         TextColumn("replaying"),
@@ -88,9 +102,36 @@ async def simulate_command(settings: Settings, args: argparse.Namespace, databas
     if args.plot:
         from simulator.plot import plot
 
-        plot(sim, args.plot)
+        try:
+            plot(sim, args.plot)
+        except OSError as err:
+            print(f"--plot {args.plot}: not written: {err.strerror or err}", file=sys.stderr)
+            return 1
         stderr.print(f"plot written to {args.plot}")
     return 0
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_output(path: Path | None, flag: str) -> None:
+    """Before anything runs: a replay of thousands of tickets is not to end in a path it cannot write."""
+    if path is None:
+        return
+    where = path.parent
+    if flag == "--plot" and path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"{flag} {path}: the file must end in {', '.join(PLOT_SUFFIXES)}")
+    if flag == "--save-tickets" and path.suffix.lower() in JSON_SUFFIXES:
+        raise ValueError(
+            f"{flag} {path}: the tickets are written as CSV: name the file .csv "
+            "(this name would be read back as JSON lines)"
+        )
+    if not where.is_dir():
+        raise ValueError(f"{flag} {path}: there is no directory {where}")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a directory")
+    if not os.access(where, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable")
 
 
 def _policy(path: Path | str | None, flag: str) -> Policy:

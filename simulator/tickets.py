@@ -232,11 +232,14 @@ def _in_order(value: datetime | None, info: ValidationInfo, earlier: str) -> dat
 FIELDS = ["ticket_id", "priority", "opened_at", "account_id", "calendar", *_ACTIONS, "new_priority"]
 
 
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
 def read_tickets(path: Path, policies: Sequence[Policy] = ()) -> list[RecordedTicket]:
     """The file's tickets: JSON lines when it ends in .jsonl/.ndjson/.json, CSV otherwise; each row's
     calendar must be one of every policy's."""
     text = path.read_text(encoding="utf-8-sig")
-    rows = _json_rows(text) if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else _csv_rows(text)
+    rows = _json_rows(text) if path.suffix.lower() in JSON_SUFFIXES else _csv_rows(text)
     return parse_rows(rows, policies)
 
 

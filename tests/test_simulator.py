@@ -405,3 +405,18 @@ async def test_a_case_cut_off_at_the_window_end_within_the_hour_is_undecided_not
     table = capsys.readouterr().out
     assert "baseline 1 of 1 = 100.0%" in table
     assert "undecided (open at the end, engaged less than that before it): baseline 1, candidate 1" in table
+
+
+async def test_an_output_path_that_cannot_be_written_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-dir"
+    for flag, name, why in [
+        ("--plot", "x.png", f"there is no directory {missing}"),
+        ("--save-tickets", "x.csv", f"there is no directory {missing}"),
+        ("--plot", "x.txt", "the file must end in .png, .svg, .pdf"),
+    ]:
+        args = ["simulate", "--tickets", str(MONTH), "--baseline", str(BASELINE), flag, str(missing / name)]
+        assert await _starter(args) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"refused: {flag} {missing / name}: {why}\n"
