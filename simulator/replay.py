@@ -203,8 +203,10 @@ class _Player:
         case: CaseStatus = workflow.instance().case
         refused = next((e for e in case.timeline if e.seq > told and e.type == EventType.REJECTED), None)
         if refused is not None:
-            what = f"{step.field} ({step.action})" if step.field else step.action
-            raise Refused(f"the case refused the recorded {what}: {refused.detail}", non_retryable=True)
+            what = (
+                f"the recorded {step.field} ({step.action})" if step.field else f"the replay's {step.action}"
+            )
+            raise Refused(f"the case refused {what}: {refused.detail}", non_retryable=True)
 
 
 class Refused(ApplicationError):
