@@ -34,7 +34,15 @@ from temporalio.worker import (
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from workflows.models import Cancel, CaseInput, CaseOutcome, CaseStatus, CloseReason, EventType
+    from workflows.models import (
+        Cancel,
+        CaseInput,
+        CaseOutcome,
+        CaseStatus,
+        CloseReason,
+        EventType,
+        TimelineEntry,
+    )
 
 # How long after its last recorded action a resolved case may run on (follow-up window, reminders)
 # before the replay ends it: longer than five business days over any holiday season.
@@ -200,8 +208,7 @@ class _Player:
         await self._case.handle_signal(
             HandleSignalInput(signal=step.action, args=[step.action, raw], headers={})
         )
-        case: CaseStatus = workflow.instance().case
-        refused = next((e for e in case.timeline if e.seq > told and e.type == EventType.REJECTED), None)
+        refused = _rejected_since(told)
         if refused is not None:
             what = (
                 f"the recorded {step.field} ({step.action})" if step.field else f"the replay's {step.action}"
@@ -219,6 +226,17 @@ _END = Cancel(reason=ENDED).model_dump(mode="json")
 def _last_seq() -> int:
     timeline = workflow.instance().case.timeline
     return timeline[-1].seq if timeline else 0
+
+
+def _rejected_since(seq: int) -> TimelineEntry | None:
+    """The case's refusal among its entries after `seq`, read from the newest back."""
+    case: CaseStatus = workflow.instance().case
+    for entry in reversed(case.timeline):
+        if entry.seq <= seq:
+            return None
+        if entry.type == EventType.REJECTED:
+            return entry
+    return None
 
 
 def _failed(what: str, err: BaseException) -> ApplicationError:
