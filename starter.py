@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable (default: unknown and failed)",
     )
     outbox.add_argument("--ticket", help="one case's notifications")
-    outbox.add_argument("--limit", type=int, default=100)
+    outbox.add_argument("--limit", type=views.at_least_one, default=100)
     outbox.add_argument("--json", action="store_true", help="JSON for scripts")
     stuck = commands.add_parser("attention", help="everything stuck: retrying cases, outbox, damaged rows")
     stuck.set_defaults(handler=attention_command)

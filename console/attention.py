@@ -10,15 +10,16 @@ safe form after a data error.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
 from console import outbox
 from console.read_models import AttentionReport, PendingActivity, StuckCase
 from console.views import row_of
+from workflows import search
 from workflows.case import CaseWorkflow
 from workflows.models import WORKFLOW_TYPE
 from workflows.safe_text import one_line
@@ -36,7 +37,9 @@ async def _look_at(client: Client, workflow_id: str, ticket_id: str, flagged: bo
             activity_type=a.activity_type.name,
             attempt=a.attempt,
             last_failure=one_line(a.last_failure.message, 300) if a.HasField("last_failure") else None,
-            last_attempt_at=a.last_started_time.ToDatetime() if a.HasField("last_started_time") else None,
+            last_attempt_at=(
+                a.last_started_time.ToDatetime(tzinfo=UTC) if a.HasField("last_started_time") else None
+            ),
         )
         for a in raw.pending_activities
         if flagged or a.attempt >= RETRYING_FROM_ATTEMPT
@@ -56,14 +59,16 @@ async def stuck_cases(client: Client, *, all_running: bool = False, limit: int =
     query = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
     if not all_running:
         query += " AND CaseNeedsAttention = true"
-    rows = [row_of(e) async for e in client.list_workflows(query, limit=limit)]
+    executions = [e async for e in client.list_workflows(query, limit=limit)]
     gate = asyncio.Semaphore(16)
 
-    async def one(workflow_id: str, ticket_id: str) -> StuckCase | None:
+    async def one(execution: WorkflowExecution) -> StuckCase | None:
+        row = row_of(execution)
+        flagged = bool(execution.typed_search_attributes.get(search.CASE_NEEDS_ATTENTION))
         async with gate:
-            return await _look_at(client, workflow_id, ticket_id, flagged=not all_running)
+            return await _look_at(client, row.workflow_id, row.ticket_id, flagged=flagged)
 
-    found = await asyncio.gather(*(one(r.workflow_id, r.ticket_id) for r in rows))
+    found = await asyncio.gather(*(one(e) for e in executions))
     return [c for c in found if c is not None and (c.troubles or c.activities or c.note)]
 
 

@@ -328,14 +328,14 @@ def outbox_rows(rows: list[OutboxRow]) -> Table:
         table.add_column(name, no_wrap=name in ("dedupe key", "state", "created"))
     for r in rows:
         table.add_row(
-            r.dedupe_key,
+            Text(r.dedupe_key),
             _styled(r.state, "bold red" if r.state in ("unknown", "failed") else ""),
-            r.channel,
-            r.recipient,
-            r.subject,
+            Text(r.channel),
+            Text(r.recipient),
+            Text(r.subject),
             str(r.attempts),
             stamp(r.created_at),
-            r.last_error or "-",
+            _styled(r.last_error),
         )
     return table
 
@@ -349,17 +349,17 @@ def attention(report: AttentionReport) -> Group:
         cases.add_column(name, no_wrap=name in ("case", "since"))
     for c in report.cases:
         for t in c.troubles:
-            cases.add_row(c.ticket_id, t.what, stamp(t.since), f"round {t.rounds}", t.error)
+            cases.add_row(Text(c.ticket_id), Text(t.what), stamp(t.since), f"round {t.rounds}", Text(t.error))
         for a in c.activities:
             cases.add_row(
-                c.ticket_id,
-                f"activity {a.activity_type}",
+                Text(c.ticket_id),
+                Text(f"activity {a.activity_type}"),
                 stamp(a.last_attempt_at),
                 f"attempt {a.attempt}",
-                a.last_failure or "-",
+                _styled(a.last_failure),
             )
         if c.note:
-            cases.add_row(c.ticket_id, "-", "-", "-", c.note)
+            cases.add_row(Text(c.ticket_id), "-", "-", "-", Text(c.note))
     parts: list[Table | Text] = [cases] if report.cases else []
     if report.notifications:
         parts.append(outbox_rows(report.notifications))
@@ -376,6 +376,8 @@ def attention(report: AttentionReport) -> Group:
         for name in ("case", "seq", "type", "recorded", "why"):
             damaged.add_column(name)
         for d in report.damaged_entries:
-            damaged.add_row(d.workflow_id, str(d.seq), d.type, stamp(d.recorded_at), d.storage_error)
+            damaged.add_row(
+                Text(d.workflow_id), str(d.seq), Text(d.type), stamp(d.recorded_at), Text(d.storage_error)
+            )
         parts.append(damaged)
     return Group(*parts)

@@ -365,15 +365,24 @@ _SINCE = re.compile(r"(\d+)\s*([wdhm])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
 
+LONGEST_SINCE = timedelta(days=3650)
+"""Ten years: far beyond any retention, and well inside what a date can hold."""
+
+
 def parse_since(text: str) -> timedelta:
     """ "30d", "2w", "12h", "90m" or a combination ("1d12h")."""
     cleaned = text.strip().lower()
     parts = _SINCE.findall(cleaned)
     if not parts or _SINCE.sub("", cleaned).strip():
         raise ValueError(f"--since {text!r}: give a duration like 30d, 2w, 12h or 90m")
-    total = sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta(0))
+    try:
+        total = sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta(0))
+    except OverflowError:
+        total = LONGEST_SINCE * 2
     if total <= timedelta(0):
         raise ValueError(f"--since {text!r} must be positive")
+    if total > LONGEST_SINCE:
+        raise ValueError(f"--since {text!r} is longer than {LONGEST_SINCE.days} days")
     return total
 
 
@@ -470,10 +479,6 @@ def render_table(r: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _seconds(d: timedelta | None) -> str:
-    return "" if d is None else f"{d.total_seconds():g}"
-
-
 def _share(x: float | None) -> str:
     return "" if x is None else f"{x:.4f}"
 
@@ -495,10 +500,10 @@ def render_csv(r: Report) -> str:
             w.writerow(["cases", p.priority, metric, value])
         for section, stats in (("mttr_resolved", p.to_resolved), ("mttr_closed", p.to_closed)):
             w.writerow([section, p.priority, "count", stats.count])
-            w.writerow([section, p.priority, "median_seconds", _seconds(stats.median)])
-            w.writerow([section, p.priority, "p90_seconds", _seconds(stats.p90)])
+            w.writerow([section, p.priority, "median_seconds", formats.seconds(stats.median)])
+            w.writerow([section, p.priority, "p90_seconds", formats.seconds(stats.p90)])
     i = r.intervention
-    w.writerow(["intervention", "all", "within_seconds", _seconds(i.within)])
+    w.writerow(["intervention", "all", "within_seconds", formats.seconds(i.within)])
     w.writerow(["intervention", "all", "engaged", i.engaged])
     w.writerow(["intervention", "all", "met", i.met])
     w.writerow(["intervention", "all", "share", _share(i.share)])

@@ -120,7 +120,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     lister.add_argument("--assignee")
     lister.add_argument("--escalated", action=argparse.BooleanOptionalAction, default=None)
     lister.add_argument("--breached", action=argparse.BooleanOptionalAction, default=None)
-    lister.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"at most (default {DEFAULT_LIMIT})")
+    lister.add_argument(
+        "--limit", type=at_least_one, default=DEFAULT_LIMIT, help=f"at most (default {DEFAULT_LIMIT})"
+    )
     lister.add_argument("--json", action="store_true", help="JSON for scripts")
 
     status = commands.add_parser("status", help="the case at a glance")
@@ -141,6 +143,14 @@ def output() -> Console:
     return Console(width=200)
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a count of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 async def run_command(client: Client, args: argparse.Namespace, console: Console | None = None) -> int:
     """Run one of COMMANDS; 4 when the ticket has no case."""
     out = console or output()
@@ -154,7 +164,13 @@ async def run_command(client: Client, args: argparse.Namespace, console: Console
             args.query,
             assignee=args.assignee,
         )
-        rows = await list_cases(client, query, limit=args.limit)
+        try:
+            rows = await list_cases(client, query, limit=args.limit)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            print(f"refused: {err.message}", file=sys.stderr)
+            return 2
         if args.json:
             out.out(rows_json(rows), highlight=False)
         else:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Literal
 
 from console.report import human, percent, table
 from simulator.figures import RunFigures, Simulation
+from workflows import formats
 
 SimulationFormat = Literal["table", "json", "csv"]
 
@@ -135,11 +135,6 @@ def _num(x: float | None) -> str:
     return "" if x is None else f"{x:g}"
 
 
-def _seconds(d: timedelta | None) -> str:
-    """None when nothing was measured; a zero duration (resolved at opening) is 0, not blank."""
-    return "" if d is None else _num(d.total_seconds())
-
-
 def _csv_rows(sim: Simulation) -> Iterator[list[str]]:
     b, c = _pairs(sim)
     yield ["run", "", "policy", b.policy, c.policy]
@@ -157,8 +152,8 @@ def _csv_rows(sim: Simulation) -> Iterator[list[str]]:
                 "mttr",
                 qb.priority,
                 f"{metric}_seconds",
-                _seconds(vb),
-                _seconds(vc),
+                formats.seconds(vb),
+                formats.seconds(vc),
             ]
     ib, ic = b.report.intervention, c.report.intervention
     yield ["intervention", "all", "engaged", str(ib.engaged), str(ic.engaged)]

@@ -8,9 +8,15 @@ import uuid
 
 import asyncpg
 import pytest
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import WorkflowEnvironment
 
 import starter
+from console.attention import stuck_cases
 from console.outbox import NotSettled, needing_attention, settle
+from tests.cases import ticket
+from workflows import search
+from workflows.models import WORKFLOW_TYPE, case_workflow_id
 
 STATES = ("pending", "sending", "sent", "failed", "unknown")
 
@@ -110,3 +116,27 @@ async def test_a_row_still_pending_after_several_attempts_is_listed(pool: asyncp
     assert key not in [r.dedupe_key for r in await abandoned_sends(pool, limit=1000)]
     await pool.execute("UPDATE notifications SET attempts = 3 WHERE dedupe_key = $1", key)
     assert key in [r.dedupe_key for r in await abandoned_sends(pool, limit=1000)]
+
+
+async def test_all_running_still_lists_a_flagged_case_between_its_rounds(
+    dev_env: WorkflowEnvironment, task_queue: str, ticket_id: str
+) -> None:
+    """A case flagged CaseNeedsAttention that waits on its round's timer has no pending activity: plain
+    `attention` lists it, and `--all-running`, which adds cases, must too."""
+    handle = await dev_env.client.start_workflow(
+        WORKFLOW_TYPE,
+        ticket(ticket_id, "P1"),
+        id=case_workflow_id(ticket_id),
+        task_queue=task_queue,  # no worker: the case never runs, and nothing of it is pending
+        search_attributes=TypedSearchAttributes([SearchAttributePair(search.CASE_NEEDS_ATTENTION, True)]),
+    )
+    try:
+        query = f'WorkflowId = "{handle.id}" AND CaseNeedsAttention = true'
+        for _ in range(100):
+            if [e async for e in dev_env.client.list_workflows(query)]:
+                break
+            await asyncio.sleep(0.1)
+        listed = [c.workflow_id for c in await stuck_cases(dev_env.client, all_running=True)]
+    finally:
+        await handle.terminate("test over")
+    assert handle.id in listed

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from console import render, views
-from console.read_models import CaseRow
+from console.read_models import AttentionReport, CaseRow, OutboxRow, StuckCase
 from console.views import add_commands, build_query, quoted, rows_json, timeline_json
 from tests.cases import ticket
 from workflows.models import (
@@ -26,6 +26,7 @@ from workflows.models import (
     Phase,
     Priority,
     TimelineEntry,
+    Trouble,
 )
 
 T0 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
@@ -368,3 +369,37 @@ def test_instants_and_durations_read_the_same_everywhere() -> None:
     assert human(d) == "1h30m" and age(d) == "2h" and age(timedelta(minutes=40)) == "40m"
     assert formats.duration(timedelta(days=2, hours=4)) == "2d4h" and formats.duration(None) == "-"
     assert formats.instant(None) == "-"
+
+
+def test_outbox_and_attention_show_what_people_typed_verbatim() -> None:
+    """Square brackets in a subject or an error are text, not rich markup: `[/checkout]` crashed the
+    listing, `[bold red]` restyled it and `[t-1]` vanished."""
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    subject = "[t-1] 500 on [/checkout] page [bold red]x[/bold red] [link=https://evil.example]click[/link]"
+    error = "HTTPStatusError: 400 from chat: invalid channel [/support]"
+    row = OutboxRow(
+        dedupe_key="case-t-1/life:12:tam_update:tam:email",
+        workflow_id="case-t-1",
+        kind="tam_update",
+        channel="email",
+        role="tam",
+        recipient="tam@acme.example",
+        subject=subject,
+        state="unknown",
+        attempts=1,
+        last_error=error,
+        created_at=now,
+        settled_at=None,
+    )
+    stuck = StuckCase(
+        workflow_id="case-t-1",
+        ticket_id="t-1",
+        troubles=[Trouble(what="delivering [/x]", since=now, error=error)],
+        note="status not available: [/oops]",
+    )
+    wide = Console(width=1000, color_system=None, record=True)
+    with wide.capture() as captured:
+        wide.print(render.attention(AttentionReport(cases=[stuck], notifications=[row])))
+    shown = captured.get()
+    for text in (subject, error, "delivering [/x]", "[/oops]"):
+        assert text in shown, text

@@ -30,6 +30,7 @@ from console.report import (
     report,
     report_command,
 )
+from workflows import formats
 
 NOW = datetime(2001, 4, 1, tzinfo=UTC)
 SINCE = timedelta(days=30)
@@ -255,9 +256,16 @@ def test_since_parsing() -> None:
     assert parse_since("30d") == timedelta(days=30)
     assert parse_since("2w") == timedelta(weeks=2)
     assert parse_since("1d12h") == timedelta(hours=36)
-    for bad in ("", "30", "thirty days", "0d", "5y"):
+    for bad in ("", "30", "thirty days", "0d", "5y", "3651d", "99999999999d", "1000000d"):
         with pytest.raises(ValueError, match="--since"):
             parse_since(bad)
+
+
+def test_csv_seconds_are_exact_however_long() -> None:
+    """`:g` wrote a 12-day MTTR as 1.04866e+06, 20 seconds off."""
+    assert formats.seconds(timedelta(days=12, hours=3, minutes=17, seconds=41)) == "1048661"
+    assert formats.seconds(timedelta(seconds=90, microseconds=500_000)) == "90.5"
+    assert formats.seconds(timedelta(0)) == "0" and formats.seconds(None) == ""
 
 
 def test_facts_model_accepts_a_bare_case() -> None:

@@ -31,7 +31,7 @@ from stack.schedules import ensure_standup_schedule, next_standups, parse_at, sc
 from tests.cases import default_policy
 from worker import STRICT_FAILURES, workflow_runner
 from workflows.calendar import CalendarSpec
-from workflows.digest import digest_facts
+from workflows.digest import digest_facts, section_text
 from workflows.models import Phase, Priority
 from workflows.policy import Policy
 from workflows.standup import DEFAULT_TEAM_EMAIL, StandupDigestWorkflow, StandupRequest, StandupResult
@@ -405,6 +405,26 @@ def test_html_digest_shows_a_row_per_case_escaped() -> None:
     assert ">opened Sun 08 Mar 07:15 EDT (1d2h ago)</td>" in html
     assert ">... and 2 more</td>" in html and ">none</td>" in html
     assert "Open P1/P2 cases (3)" in html
+
+
+def test_a_subject_can_neither_add_a_case_line_nor_shift_the_cells() -> None:
+    as_of = datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
+    case = DigestCase(
+        workflow_id="case-T-1",
+        ticket_id="T-1",
+        priority=Priority.P1,
+        phase=Phase.ENGAGED,
+        customer_name="Acme | Fake Corp",
+        subject="Checkout down\n- P1 T-999 | Fake Corp | all fine",
+        opened_at=as_of - timedelta(hours=2),
+    )
+    lines = section_text(DigestSection(cases=[case]), as_of, ZoneInfo(NEW_YORK)).splitlines()
+    assert len(lines) == 1
+    assert lines[0].split(" | ")[1:4] == [
+        "Acme ¦ Fake Corp",
+        "Checkout down - P1 T-999 ¦ Fake Corp ¦ all fine",
+        "engaged",
+    ]
 
 
 @pytest.mark.parametrize("text", ["9:15", "25:00", "nine"])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -338,3 +339,8 @@ async def check_commands(client: Client, story: Story, scope: str) -> None:
 
     code, _ = await output_of(client, "status", f"{story.tid('nothing')}-here")
     assert code == 4
+
+    code, _ = await output_of(client, "list", "--query", "CasePriority = P1")  # P1 unquoted
+    assert code == 2
+    with pytest.raises(SystemExit):
+        parse("list", "--limit", "0")

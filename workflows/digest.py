@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from workflows import formats
+from workflows.safe_text import one_line
 
 if TYPE_CHECKING:
     from activities.standup import DigestCase, DigestSection, StandupDigest
@@ -19,15 +20,30 @@ def age(d: timedelta) -> str:
     return formats.duration(max(d, timedelta(0)), rounded_to=step)
 
 
+SEPARATOR = " | "
+"""Between a case line's cells: the e-mail form splits the lines into table cells on it."""
+
+
+def cell(text: str) -> str:
+    """What a person typed, as one cell: on one line, and never holding the separator (`¦` for its bar),
+    so a subject can neither add a case line nor shift the cells after it."""
+    return one_line(text).replace(SEPARATOR, " ¦ ")
+
+
 def case_line(case: DigestCase, as_of: datetime, zone: tzinfo) -> str:
     """One case on one line, with what makes it standup-worthy at the end."""
     opened = case.opened_at.astimezone(zone)
     state = f"{case.phase.value}, paused" if case.paused else case.phase.value
     since = age(as_of - case.opened_at)
-    line = (
-        f"- {case.priority.value} {case.ticket_id} | {case.customer_name} | {case.subject} | {state}"
-        f" | {case.assignee or 'unassigned'} | opened {opened:%a %d %b %H:%M %Z} ({since} ago)"
-    )
+    cells = [
+        f"- {case.priority.value} {case.ticket_id}",
+        cell(case.customer_name),
+        cell(case.subject),
+        state,
+        cell(case.assignee or "unassigned"),
+        f"opened {opened:%a %d %b %H:%M %Z} ({since} ago)",
+    ]
+    line = SEPARATOR.join(cells)
     if case.escalation_levels:
         line += f" | escalated: {', '.join(case.escalation_levels)}"
     elif case.escalated or case.on_standup:

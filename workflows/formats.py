@@ -34,3 +34,11 @@ def duration(d: timedelta | None, *, rounded_to: timedelta | None = None) -> str
         if n:
             parts.append(f"{n}{unit}")
     return sign + ("".join(parts) or "0s")
+
+
+def seconds(d: timedelta | None) -> str:
+    """A duration as a number of seconds for a CSV cell, exact to the microsecond and never in exponent
+    form (`:g` wrote 12 days as 1.04866e+06); blank when nothing was measured."""
+    if d is None:
+        return ""
+    return f"{d.total_seconds():.6f}".rstrip("0").rstrip(".")
