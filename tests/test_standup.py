@@ -19,7 +19,12 @@ import asyncpg
 import jinja2
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleHandle,
+    WorkflowFailureError,
+)
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -270,6 +275,24 @@ async def test_digest_stops_on_a_holiday(
         )
     assert result.skipped and result.day in holidays and result.sections == {}
     assert "is not a business day in calendar 'business'" in result.note
+    assert outbox.sent == []
+
+
+async def test_a_calendar_the_policy_no_longer_has_fails_the_run_naming_it(
+    dev_env: WorkflowEnvironment, own_pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """Not a workflow task retried every morning until the schedule's timeout: a failed run, saying why."""
+    outbox = Outbox()
+    async with standup_worker(dev_env.client, own_pool, task_queue, policy_in("UTC"), outbox):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await dev_env.client.execute_workflow(
+                StandupDigestWorkflow.run,
+                StandupRequest(calendar="emea"),
+                id=f"standup-gone-{uuid.uuid4().hex[:6]}",
+                task_queue=task_queue,
+                execution_timeout=timedelta(seconds=30),
+            )
+    assert "calendar 'emea' is not in the policy (it has business)" in str(failed.value.cause)
     assert outbox.sent == []
 
 

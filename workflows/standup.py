@@ -1,10 +1,11 @@
 """StandupDigestWorkflow: each business morning, tell the team what needs them today.
 
-Started by the standup Schedule (stack/schedules.py). It reads the current policy, stops early on a day
-the support calendar is closed (a holiday added after the schedule was last set), reads the digest and
-sends it to the team channel and the team e-mail through the outbox. The dedupe keys come from this
-run's workflow id, which the Schedule makes unique per scheduled instant, so a retried activity or a
-re-run of the same id never sends the digest twice.
+Started by the standup Schedule (stack/schedules.py). It reads the current policy (a calendar the
+policy no longer has fails the run at once, naming it, rather than failing its workflow task every
+morning), stops early on a day the support calendar is closed (a holiday added after the schedule was
+last set), reads the digest and sends it to the team channel and the team e-mail through the outbox.
+The dedupe keys come from this run's workflow id, which the Schedule makes unique per scheduled
+instant, so a retried activity or a re-run of the same id never sends the digest twice.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import date, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 from workflows.calendar import BusinessCalendar
 from workflows.digest import digest_facts, ticket_ids
@@ -70,6 +72,14 @@ class StandupDigestWorkflow:
             summary="Read the support policy",
         )
         name = request.calendar or policy.default_calendar
+        if name not in policy.calendars:
+            known = ", ".join(sorted(policy.calendars))
+            raise ApplicationError(
+                f"calendar {name!r} is not in the policy (it has {known}): run `starter.py "
+                "schedule-standup --calendar NAME` with one of them",
+                type="UnknownCalendar",
+                non_retryable=True,
+            )
         calendar = BusinessCalendar(policy.calendar_spec(name), name=name)
         now = workflow.now()
         day = calendar.local_date(now)
