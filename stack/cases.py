@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,21 +140,24 @@ async def update_action(
     sends again with the same id (after a lost answer or NotAnsweredYet) gets the first one's outcome."""
     model = rules.parse_action(action, payload)
     update_id = update_id or f"{action}:{uuid.uuid4()}"
-    deadline = time.monotonic() + wait.total_seconds()
+    # One deadline for the whole call: the SDK asks again each time the server's long poll (about 20 s)
+    # ends with the update still waiting for a worker, so a per-call RPC timeout alone never ends it.
+    deadline = asyncio.timeout(wait.total_seconds())
     try:
-        update = await handle_for(client, ticket_id).start_update(
-            action,
-            model,
-            wait_for_stage=WorkflowUpdateStage.COMPLETED,
-            id=update_id,
-            result_type=CaseStatus,
-            rpc_timeout=wait,
-        )
-        left = timedelta(seconds=max(deadline - time.monotonic(), 1.0))
-        status: CaseStatus = await update.result(rpc_timeout=left)
+        async with deadline:
+            update = await handle_for(client, ticket_id).start_update(
+                action,
+                model,
+                wait_for_stage=WorkflowUpdateStage.COMPLETED,
+                id=update_id,
+                result_type=CaseStatus,
+            )
+            status: CaseStatus = await update.result()
         return status
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise NotAnsweredYet(ticket_id, update_id, wait) from None
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+        if deadline.expired():
+            raise NotAnsweredYet(ticket_id, update_id, wait) from None
+        raise
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise rules.Refused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None

@@ -3,6 +3,8 @@ to the caller with the reason and leaves no trace in the case's history."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -10,8 +12,8 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from stack.cases import update_action
-from tests.cases import Cases, case_worker, quiet, round_the_clock_policy, status_when, ticket
+from stack.cases import NotAnsweredYet, signal_action, update_action
+from tests.cases import Cases, case_worker, quiet, round_the_clock_policy, status_when, ticket, until
 from workflows.case import CaseWorkflow
 from workflows.models import CloseReason, MilestoneState, Phase, Priority
 from workflows.rules import Refused
@@ -279,3 +281,56 @@ async def test_customer_updated_is_kept_in_the_timeline_and_stored(
         await update_action(dev_env.client, ticket_id, "resolved", {"summary": "rolled back"})
         await refused(dev_env, handle, ticket_id, "customer_updated", {}, "accepted only while engaged")
         await cases.terminate_running()
+
+
+async def test_an_action_sent_again_with_its_id_is_applied_once_even_after_a_continue_as_new(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """Temporal answers a known update id itself only within a run; the case carries the ids it answered
+    into the next one, so a caller's retry after a continue-as-new is answered, not applied again."""
+    policy = round_the_clock_policy(continue_as_new_after_events=100, timeline_window=200)
+    note, key = {"text": "called the customer back"}, "add_note:retry-1"
+    async with case_worker(dev_env, pool, task_queue, policy) as cases:
+        handle = await engaged_case(cases, ticket_id)
+        await update_action(dev_env.client, ticket_id, "add_note", note, update_id=key)
+        await update_action(dev_env.client, ticket_id, "add_note", note, update_id=key)
+        first_run = (await handle.describe()).run_id
+        for n in range(80):
+            await signal_action(dev_env.client, ticket_id, "add_note", {"text": f"note {n}"})
+        await until(lambda: _continued(handle, first_run), "the case continued as new", timeout=60)
+        again = await update_action(dev_env.client, ticket_id, "add_note", note, update_id=key)
+        fresh = await update_action(dev_env.client, ticket_id, "add_note", note, update_id="add_note:retry-2")
+        await cases.terminate_running()
+
+    assert [e.detail for e in again.timeline].count(note["text"]) == 1
+    assert [e.detail for e in fresh.timeline].count(note["text"]) == 2
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM case_events WHERE workflow_id = $1 AND type = 'note' AND detail = $2",
+        handle.id,
+        note["text"],
+    )
+    assert stored == 2
+
+
+async def _continued(handle: WorkflowHandle[CaseWorkflow, Any], first_run: str) -> bool:
+    return (await handle.describe()).run_id != first_run
+
+
+async def test_an_action_no_worker_answers_gives_up_at_its_deadline_past_the_servers_long_poll(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """The server ends each long poll after about 20 s with the update still waiting, and the SDK asks
+    again: only a deadline over the whole call ends a wait longer than that."""
+    async with case_worker(dev_env, pool, task_queue, round_the_clock_policy()) as cases:
+        handle = await engaged_case(cases, ticket_id)
+    wait = timedelta(seconds=22)
+    began = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(NotAnsweredYet, match="did not answer within 22 s"):
+            await asyncio.wait_for(
+                update_action(dev_env.client, ticket_id, "add_note", {"text": "hello?"}, wait=wait), 50
+            )
+        # A second long poll would have run to the outer 50 s, where the cancellation read as the same error.
+        assert asyncio.get_running_loop().time() - began < 40
+    finally:
+        await handle.terminate("test over")

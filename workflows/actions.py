@@ -110,6 +110,11 @@ def only(payloads: Sequence[RawValue]) -> tuple[Any, str | None]:
         return None, f"not readable as JSON: {one_line(str(err), 200)}"
 
 
+def _update_id() -> str:
+    info = workflow.current_update_info()
+    return info.id if info is not None else ""
+
+
 class CaseActions:
     """Every action as a signal and an update; CaseWorkflow supplies `_act`, `_act_now` and `_check`."""
 
@@ -136,20 +141,35 @@ class CaseActions:
     def _check(self, name: str, payload: Any) -> None:
         raise NotImplementedError
 
+    def _answered_before(self, update_id: str) -> CaseStatus | None:
+        raise NotImplementedError
+
+    def _answered(self, update_id: str) -> None:
+        raise NotImplementedError
+
     def _register_updates(self) -> None:
-        """An update of each action's name, validated before it is accepted."""
+        """An update of each action's name, validated before it is accepted. Temporal answers an update id
+        it has seen with its first outcome, but only within a run: the case itself answers one its earlier
+        runs took (with the case as it is) instead of applying the action again after a continue-as-new."""
         for name in ACTIONS:
             workflow.set_update_handler(name, self._update(name), validator=self._validator(name))
 
     def _update(self, name: str) -> Callable[..., Any]:
         async def update(payload: Any = None) -> CaseStatus:
-            return await self._act_now(name, payload)
+            update_id = _update_id()
+            known = self._answered_before(update_id)
+            if known is not None:
+                return known
+            status = await self._act_now(name, payload)
+            self._answered(update_id)
+            return status
 
         return update
 
     def _validator(self, name: str) -> Callable[..., None]:
         def validate(payload: Any = None) -> None:
-            self._check(name, payload)
+            if self._answered_before(_update_id()) is None:
+                self._check(name, payload)
 
         return validate
 

@@ -94,6 +94,9 @@ OPENED_AT_NOT_AHEAD = "opened-at-not-ahead"
 # A case raised to P1 moves from the team queue to on-call in any open phase, and only an engaged one is
 # called at once: a queued one is called as it engages, a resolved one waiting on its customer not at all.
 P1_OWNER_WHEN_RAISED = "p1-owner-when-raised"
+# Update ids handed to the next run: enough to cover every retry of the last hours' actions, small beside
+# the payload limit (ids are at most about 110 characters).
+ANSWERED_KEPT = 200
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
 HAND_ON_BYTES = 512 * 1024
@@ -116,6 +119,10 @@ class CarriedCase(BaseModel):
     policy: Policy
     seq: int
     unwritten: Unwritten = Field(default_factory=Unwritten)
+    answered: list[str] = Field(default_factory=list)
+    """The latest update ids the case answered, oldest first: Temporal forgets them at the continue-as-new,
+    and a caller sending one again (a lost answer, a retried webhook) must get an answer, not a second
+    action."""
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -129,10 +136,14 @@ class CaseWorkflow(CaseActions):
         self._policy: Policy | None = None
         self._clocks: CaseClocks | None = None
         self._journal = CaseJournal()
+        self._answered_ids: list[str] = []
+        self._answered_earlier: frozenset[str] = frozenset()
         if len(args) == 2 and args[1] is not None:
             carried = CarriedCase.model_validate(args[1])
             self._case, self._policy = carried.status, carried.policy
             self._journal = CaseJournal(carried.seq, carried.unwritten)
+            self._answered_ids = list(carried.answered)
+            self._answered_earlier = frozenset(carried.answered)
             calendar = carried.status.ticket.customer.calendar
             self._clocks = clocks.clocks_for(carried.policy, carried.status.priority, calendar)
         elif len(args) > 1:
@@ -558,6 +569,14 @@ class CaseWorkflow(CaseActions):
         except rules.Refused as refusal:
             raise ActionRefused(str(refusal)) from None
 
+    def _answered_before(self, update_id: str) -> CaseStatus | None:
+        """The case, when an earlier run answered `update_id` (within a run, Temporal answers it itself)."""
+        return self.case if update_id in self._answered_earlier else None
+
+    def _answered(self, update_id: str) -> None:
+        if update_id:
+            self._answered_ids.append(update_id)
+
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
         """Apply a validated action and answer with the case once its timeline entry is stored."""
         self._apply(rules.parse_action(name, payload))
@@ -747,7 +766,11 @@ class CaseWorkflow(CaseActions):
         if not workflow.all_handlers_finished():
             return
         carried = CarriedCase(
-            status=self.case, policy=self.policy, seq=self._journal.seq, unwritten=self._journal.hand_on()
+            status=self.case,
+            policy=self.policy,
+            seq=self._journal.seq,
+            unwritten=self._journal.hand_on(),
+            answered=self._answered_ids[-ANSWERED_KEPT:],
         )
         if len(carried.unwritten.model_dump_json()) > HAND_ON_BYTES:
             workflow.logger.warning("continue-as-new postponed: a large backlog is still to be stored")
