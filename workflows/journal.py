@@ -56,6 +56,9 @@ WRITE_BESIDE_LIFECYCLE = "journal-written-beside-the-lifecycle"
 # One local activity per change stores it and sends what it raised (one history event instead of two
 # activities and two workflow tasks); `deliver` only takes what could not be sent at once.
 ONE_WRITE_PER_CHANGE = "one-local-write-per-change"
+# An entry added while the closed case gave its deliveries their grace (a signal refused as closed) is
+# stored before the run ends; asked only when there is one.
+STORE_LATE_ENTRIES = "store-entries-added-during-the-grace"
 
 # One round is a few quick attempts; between rounds a durable timer, so an outage of hours costs a few
 # dozen history events and shows on the case, instead of an attempt counter climbing out of sight.
@@ -236,7 +239,11 @@ class CaseJournal:
     async def settle(self) -> None:
         """Before the run ends: every change stored; deliveries given a moment, then left to the relay
         (their rows are in the outbox, and the relay delivers what a case left pending)."""
-        await workflow.wait_condition(lambda: self.idle and workflow.all_handlers_finished())
+
+        def settled() -> bool:
+            return self.idle and workflow.all_handlers_finished()
+
+        await workflow.wait_condition(settled)
         if self._undelivered:
             try:
                 await workflow.wait_condition(lambda: not self._undelivered, timeout=DELIVERY_GRACE)
@@ -244,6 +251,8 @@ class CaseJournal:
                 workflow.logger.warning(
                     "deliveries left to the outbox relay", extra={"undelivered": len(self._undelivered)}
                 )
+            if not settled() and workflow.patched(STORE_LATE_ENTRIES):
+                await workflow.wait_condition(settled)
 
     async def _keep_writing(self) -> None:
         while True:
