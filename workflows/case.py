@@ -95,7 +95,7 @@ OPENED_AT_NOT_AHEAD = "opened-at-not-ahead"
 # called at once: a queued one is called as it engages, a resolved one waiting on its customer not at all.
 P1_OWNER_WHEN_RAISED = "p1-owner-when-raised"
 # Update ids handed to the next run: enough to cover every retry of the last hours' actions, small beside
-# the payload limit (ids are at most about 110 characters).
+# the payload limit (the API's ids are at most about 130 characters).
 ANSWERED_KEPT = 200
 # The state handed to the next run stays well under Temporal's 2 MB payload limit: a backlog of unwritten
 # changes bigger than this (a long database outage) postpones the continue-as-new.
