@@ -276,13 +276,14 @@ def test_facts_model_accepts_a_bare_case() -> None:
 async def test_breaches_recorded_before_entries_named_their_milestone_are_read_after_the_migration(
     pool: asyncpg.Pool, ticket_id: str
 ) -> None:
-    """Migration 0004 copies the milestone out of the wording once, so the report reads data alone."""
-    await seed(pool, ticket_id, Seed("old", "P3", "engaged", at(3, 9), at(3, 9)))
+    """Migration 0004 copies the milestone out of the wording once, so the report reads data alone.
+    Seeded in January 2001, outside the window the figure tests count."""
+    await seed(pool, ticket_id, Seed("old", "P3", "engaged", at(3, 9, month=1), at(3, 9, month=1)))
     wf = f"case-report-{ticket_id}-old"
     await pool.execute(
         "INSERT INTO case_events (workflow_id, seq, at, type, detail) VALUES ($1, 9, $2, 'sla_breached', $3)",
         wf,
-        at(3, 13),
+        at(3, 13, month=1),
         "data_verified missed its 8h00m target",
     )
     (sql,) = [text for version, _, text in migrations() if version == 4]
