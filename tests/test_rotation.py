@@ -3,7 +3,7 @@ clock changes of the rotation's zone."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -69,12 +69,19 @@ def test_a_rotation_must_start_on_its_handoff_day_in_a_known_zone() -> None:
         ROTATION.model_validate(ROTATION.model_dump() | {"timezone": "Europe/Atlantis"})
 
 
+@pytest.mark.parametrize("month", [1, 7], ids=["GMT", "BST"])
 async def test_the_tech_lead_on_duty_when_the_escalation_is_raised_is_paged(
-    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+    time_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str, month: int
 ) -> None:
+    """In winter and in summer: the 09:00 London handoff is 09:00 UTC in one and 08:00 UTC in the other."""
     policy = default_policy()
     policy = policy.model_copy(update={"roster": policy.roster.model_copy(update={"tech_lead": ROTATION})})
-    now = await advance_to(time_env, 0, time(7, 0))
+    start = await time_env.get_current_time()
+    first = date(start.year + (start.month >= month), month, 1)
+    await time_env.sleep(datetime.combine(first, time(0, 0), tzinfo=UTC) - start)
+    # 05:00 UTC is before the handoff less 61 minutes in both: 07:59 UTC in summer, 08:59 UTC in winter.
+    now = await advance_to(time_env, 0, time(5, 0))
+    assert now.month == month
     monday_nine = ROTATION.handoff(now.astimezone(LONDON).date())
     await time_env.sleep(monday_nine - timedelta(minutes=61) - now)
     async with case_worker(time_env, pool, task_queue, policy) as cases:
