@@ -77,8 +77,8 @@ async def test_the_tech_lead_on_duty_when_the_escalation_is_raised_is_paged(
     policy = default_policy()
     policy = policy.model_copy(update={"roster": policy.roster.model_copy(update={"tech_lead": ROTATION})})
     start = await time_env.get_current_time()
-    first = date(start.year + (start.month >= month), month, 1)
-    await time_env.sleep(datetime.combine(first, time(0, 0), tzinfo=UTC) - start)
+    month_starts = datetime(start.year + (start.month >= month), month, 1, tzinfo=UTC)
+    await time_env.sleep(month_starts - start)
     # 05:00 UTC is before the handoff less 61 minutes in both: 07:59 UTC in summer, 08:59 UTC in winter.
     now = await advance_to(time_env, 0, time(5, 0))
     assert now.month == month
