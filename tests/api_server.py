@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.worker_process import drop_relay_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(__file__).resolve().parent / "webhooks"
@@ -93,12 +96,17 @@ def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[subproces
 
 @contextmanager
 def served(temporal_address: str, database_url: str, task_queue: str, port: int, logs: Path) -> Iterator[Api]:
-    """The API and a worker, both stopped on exit; waits until the API answers /healthz."""
+    """The API and a worker, both stopped on exit, and the worker's relay schedule deleted after them;
+    waits until the API answers /healthz."""
     env = api_env(temporal_address, database_url, task_queue)
-    with ExitStack() as stack:
-        stack.enter_context(_process(["worker.py", "--json-logs"], env, logs / "worker.log"))
-        stack.enter_context(api_process(env, port, logs / "api.log"))
-        yield Api(url=f"http://127.0.0.1:{port}", task_queue=task_queue)
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(_process(["worker.py", "--json-logs"], env, logs / "worker.log"))
+            stack.enter_context(api_process(env, port, logs / "api.log"))
+            yield Api(url=f"http://127.0.0.1:{port}", task_queue=task_queue)
+    finally:
+        with ThreadPoolExecutor(1) as thread:  # callers are synchronous, perhaps inside an event loop
+            thread.submit(asyncio.run, drop_relay_schedule(temporal_address)).result()
 
 
 def sample(name: str, **fill: Any) -> bytes:

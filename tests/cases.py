@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notifications import Sender, log_sink
 from activities.policy_source import PolicySource
 from stack.cases import open_case
+from stack.embedded import start_postgres
 from stack.samples import default_policy as default_policy
 from stack.samples import notes_stored as notes_stored
 from stack.samples import round_the_clock_policy as round_the_clock_policy
@@ -26,6 +28,26 @@ from worker import build_worker
 from workflows.case import CaseWorkflow
 from workflows.models import CaseInput, CaseStatus
 from workflows.policy import Policy
+
+
+class StoppablePostgres:
+    """A PostgreSQL of the test's own (pgserver), stopped and started like a real outage."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver
+
+        self.url = start_postgres(data_dir)
+        self._server: Any = pgserver.get_server(str(data_dir))  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        from pgserver import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "stop", "-m", "fast"], pgdata=self._server.pgdata, user=self._server.system_user
+        )
+
+    def start(self) -> None:
+        self._server.ensure_postgres_running()
 
 
 class Cases:

@@ -20,6 +20,7 @@ from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
 from stack.sender_config import senders_from_env
 from tests.api_server import Api, served
+from tests.cases import StoppablePostgres
 from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
@@ -34,6 +35,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest_asyncio.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await connect(database_url, max_size=20)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[StoppablePostgres]:
+    """A PostgreSQL of the test's own: to stop, or where whatever reads every row (the outbox relay)
+    sees the test's rows alone."""
+    db = StoppablePostgres(tmp_path / "pg")
+    yield db
+    db.start()  # running again, for pgserver to stop at exit
+
+
+@pytest_asyncio.fixture
+async def own_pool(own_postgres: StoppablePostgres) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect(own_postgres.url, max_size=10)
     await migrate(pool)
     yield pool
     await pool.close()

@@ -1,6 +1,7 @@
 """A worker told to stop (SIGTERM, as Docker and Kubernetes do) while a notification is on the wire lets
 that delivery finish within ABH_SHUTDOWN_GRACE: the message is sent once and its row says so, not left
-in doubt for an operator."""
+in doubt for an operator. On a PostgreSQL of its own, so the worker's outbox relay has no other test's
+pending rows to send to this test's provider."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import open_case
-from tests.cases import ticket
+from tests.cases import StoppablePostgres, ticket
 from tests.test_senders import loopback_provider, webhook_env
 from tests.worker_process import worker_process
 
@@ -19,13 +20,17 @@ HELD = 2.0  # seconds the provider holds the call open after the worker was told
 
 
 async def test_sigterm_lets_a_delivery_in_flight_finish(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, task_queue: str, ticket_id: str
+    dev_env: WorkflowEnvironment,
+    own_postgres: StoppablePostgres,
+    own_pool: asyncpg.Pool,
+    task_queue: str,
+    ticket_id: str,
 ) -> None:
     with loopback_provider() as provider:
         provider.hold_at = 1  # the first delivery (the P1 customer call) waits for `release`
         env = webhook_env(provider) | {
             "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": own_postgres.url,
             "ABH_TASK_QUEUE": task_queue,
             "ABH_WEBHOOK_TIMEOUT": "30",
             "ABH_SHUTDOWN_GRACE": "20",
@@ -40,5 +45,6 @@ async def test_sigterm_lets_a_delivery_in_flight_finish(
             assert await asyncio.wait_for(worker.wait(), 30) == 0
 
     (held,) = [hit for hit in provider.hits if hit.path == "/call"]
-    call = await pool.fetchrow("SELECT state, attempts FROM notifications WHERE dedupe_key = $1", held.key)
+    query = "SELECT state, attempts FROM notifications WHERE dedupe_key = $1"
+    call = await own_pool.fetchrow(query, held.key)
     assert call is not None and (call["state"], call["attempts"]) == ("sent", 1)

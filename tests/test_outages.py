@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiosmtpd.controller import Controller
 from temporalio.testing import WorkflowEnvironment
 
-from activities.database import connect, migrate
 from activities.notifications import RelayRequest
-from stack.embedded import start_postgres
 from stack.sender_config import senders_from_env
 from tests.cases import (
+    StoppablePostgres,
     case_worker,
     failed_tasks,
     round_the_clock_policy,
@@ -48,41 +44,6 @@ ON_TIME = timedelta(seconds=5)
 CATCH_UP = 300 + 30
 
 
-class StoppablePostgres:
-    """A PostgreSQL of the test's own (pgserver), stopped and started like a real outage."""
-
-    def __init__(self, data_dir: Path) -> None:
-        import pgserver
-
-        self.url = start_postgres(data_dir)
-        self._server: Any = pgserver.get_server(str(data_dir))  # type: ignore[attr-defined]
-
-    def stop(self) -> None:
-        from pgserver import _commands
-
-        _commands.pg_ctl(  # type: ignore[attr-defined]
-            ["-w", "stop", "-m", "fast"], pgdata=self._server.pgdata, user=self._server.system_user
-        )
-
-    def start(self) -> None:
-        self._server.ensure_postgres_running()
-
-
-@pytest.fixture
-def outage_db(tmp_path: Path) -> Iterator[StoppablePostgres]:
-    db = StoppablePostgres(tmp_path / "pg")
-    yield db
-    db.start()
-
-
-@pytest_asyncio.fixture
-async def outage_pool(outage_db: StoppablePostgres) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect(outage_db.url, max_size=10)
-    await migrate(pool)
-    yield pool
-    await pool.close()
-
-
 async def until_outage_ends(down_at: datetime) -> None:
     left = down_at + timedelta(seconds=OUTAGE) - datetime.now(UTC)
     await asyncio.sleep(max(left.total_seconds(), 0))
@@ -101,22 +62,22 @@ def due_in(lead: float) -> datetime:
 @pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
 async def test_a_database_outage_across_the_deadline_escalates_on_time_and_writes_the_row_after(
     dev_env: WorkflowEnvironment,
-    outage_db: StoppablePostgres,
-    outage_pool: asyncpg.Pool,
+    own_postgres: StoppablePostgres,
+    own_pool: asyncpg.Pool,
     task_queue: str,
     ticket_id: str,
 ) -> None:
     lead = min(OUTAGE / 2, 30) + 4
-    async with case_worker(dev_env, outage_pool, task_queue, round_the_clock_policy()) as cases:
+    async with case_worker(dev_env, own_pool, task_queue, round_the_clock_policy()) as cases:
         late = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(lead)))
         withdrawn = await cases.open(ticket(f"{ticket_id}-w", "P1", opened_at=due_in(lead + 6)))
         for h in (late, withdrawn):
             await status_when(h, lambda s: s.phase is Phase.ENGAGED)
-            await settled(h, outage_pool)
+            await settled(h, own_pool)
         deadline = (await late.query(CaseWorkflow.status)).escalation_due_at
         assert deadline is not None
 
-        outage_db.stop()
+        own_postgres.stop()
         down_at = datetime.now(UTC)
         await withdrawn.signal("cancel", {"reason": "duplicate of another ticket"})
         await until(lambda: visible(dev_env.client, late.id, "CaseEscalated = true"), "escalated", 60)
@@ -129,17 +90,17 @@ async def test_a_database_outage_across_the_deadline_escalates_on_time_and_write
         await until_outage_ends(down_at)
         gone = await withdrawn.query(CaseWorkflow.status)
         assert gone.phase is Phase.CLOSED and gone.escalations == [] and not gone.escalated
-        outage_db.start()
+        own_postgres.start()
         up_at = datetime.now(UTC)
 
-        (row,) = await until(lambda: rows(outage_pool, "escalations", late.id), "Tech Lead row", CATCH_UP)
+        (row,) = await until(lambda: rows(own_pool, "escalations", late.id), "Tech Lead row", CATCH_UP)
         figure("database back: Tech Lead row written after it returned", datetime.now(UTC) - up_at)
         assert row["raised_at"] - deadline < ON_TIME
         assert row["created_at"] > down_at + timedelta(seconds=OUTAGE)
         await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = false"), "cleared", 30)
         assert await withdrawn.result() is not None
-        assert await rows(outage_pool, "escalations", withdrawn.id) == []
-        (closed,) = await rows(outage_pool, "cases", withdrawn.id)
+        assert await rows(own_pool, "escalations", withdrawn.id) == []
+        (closed,) = await rows(own_pool, "cases", withdrawn.id)
         assert closed["phase"] == "closed"
         assert await failed_tasks(late) == 0
         await cases.terminate_running()

@@ -12,6 +12,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
+from temporalio.service import RPCError, RPCStatusCode
+
+from stack.schedules import RELAY_SCHEDULE_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
@@ -20,16 +24,45 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 @asynccontextmanager
 async def worker_process(env: Mapping[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    """worker.py with `env` over the test's environment; stopped with SIGTERM, and it must exit 0."""
+    """worker.py with `env` over the test's environment; stopped with SIGTERM, and it must exit 0. The
+    relay schedule it made is deleted after it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "worker.py"), env=os.environ | dict(env), cwd=ROOT
     )
     try:
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), 60) == 0
+        try:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            exited = await asyncio.wait_for(process.wait(), 60)
+        finally:
+            if "TEMPORAL_ADDRESS" in env:
+                await drop_relay_schedule(env["TEMPORAL_ADDRESS"])
+    assert exited == 0
+
+
+async def drop_relay_schedule(temporal_address: str) -> None:
+    """worker.py keeps the outbox relay schedule under one id: left on the shared dev server after its
+    worker is gone, it starts relays on a dead queue, and the next worker.py test's relay (pointed at its
+    own queue) delivers other tests' pending rows to that test's providers."""
+    client = await Client.connect(temporal_address)
+    schedule = client.get_schedule_handle(RELAY_SCHEDULE_ID)
+    try:
+        running = (await schedule.describe()).info.running_actions
+        await schedule.delete()
+    except RPCError as gone:
+        if gone.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        return
+    for action in running:
+        assert isinstance(action, ScheduleActionExecutionStartWorkflow)
+        relay = client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id)
+        try:
+            await relay.terminate("the worker that scheduled it has stopped")
+        except RPCError as done:
+            if done.status is not RPCStatusCode.NOT_FOUND:
+                raise
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
