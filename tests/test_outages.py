@@ -80,9 +80,10 @@ async def test_a_database_outage_across_the_deadline_escalates_on_time_and_write
         own_postgres.stop()
         down_at = datetime.now(UTC)
         await withdrawn.signal("cancel", {"reason": "duplicate of another ticket"})
+        # Visibility shows the escalation reached the Web UI, with the dev server's own lag (a figure);
+        # on time is the case's own instant below.
         await until(lambda: visible(dev_env.client, late.id, "CaseEscalated = true"), "escalated", 60)
         figure("database down: CaseEscalated visible after the deadline", datetime.now(UTC) - deadline)
-        assert datetime.now(UTC) - deadline < ON_TIME
         await until(lambda: visible(dev_env.client, late.id, "CaseNeedsAttention = true"), "flagged", 30)
         status = await status_when(late, lambda s: any("PostgreSQL" in t.what for t in s.attention))
         assert status.escalated and status.escalations[0].raised_at - deadline < ON_TIME
@@ -171,7 +172,8 @@ async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_e
             assert deadline is not None
             await until(lambda: visible(dev_env.client, h.id, "CaseEscalated = true"), "escalated", lead + 30)
             figure("mail down: CaseEscalated visible after the deadline", datetime.now(UTC) - deadline)
-            assert datetime.now(UTC) - deadline < ON_TIME
+            status = await h.query(CaseWorkflow.status)
+            assert status.escalated and status.escalations[0].raised_at - deadline < ON_TIME
             assert smtp.keys(h.id) == []
 
             await until_outage_ends(down_at)
