@@ -464,11 +464,15 @@ async def test_a_line_break_in_an_assignee_does_not_choose_another_mail_recipien
         await status_when(handle, lambda s: s.sla_breached)
         await quiet(handle)
         rows = await pool.fetch(
-            "SELECT state, recipient FROM notifications WHERE workflow_id = $1 AND role = 'assignee'",
+            "SELECT channel, state, recipient, last_error FROM notifications"
+            " WHERE workflow_id = $1 AND role = 'assignee'",
             handle.id,
         )
         await cases.terminate_running()
     assert rows and {r["recipient"] for r in rows} == {assignee}
+    # Refused by ABH itself (the email package would refuse the header too, so no mail alone proves less).
+    assert [(r["channel"], r["state"]) for r in rows] == [("email", "failed")]
+    assert "is not an e-mail address" in rows[0]["last_error"], rows[0]["last_error"]
     to = [(str(m["To"]), e.rcpt_tos) for m, e in zip(box.messages(), box.envelopes, strict=True)]
     print("To header and envelope recipients:", to)
     assert "evil@x.example" not in box.rcpts
