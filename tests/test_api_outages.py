@@ -19,7 +19,7 @@ from api.app import create_app
 from stack.samples import ticket
 from stack.settings import Settings
 from tests.api_server import ZENDESK_SECRET, api_env, api_process, zendesk_headers
-from tests.cases import case_worker, status_when
+from tests.cases import case_worker, quiet, status_when, until
 from tests.conftest import _free_port
 from tests.test_webhooks_zendesk import created, solved
 from workflows.models import Phase, case_workflow_id
@@ -139,6 +139,11 @@ async def test_a_webhook_delivery_cut_off_by_a_crash_is_taken_again_and_applied_
     async with case_worker(dev_env, pool, task_queue) as cases:
         handle = await cases.open(ticket(ticket_id, "P1"))
         await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+        await quiet(handle)  # from here, a workflow task to do is the delivery's update, with no worker
+
+    async def update_waits_on_the_case() -> bool:
+        return (await handle.describe()).raw_description.HasField("pending_workflow_task")
+
     env = api_env(dev_env.client.service_client.config.target_host, database_url, task_queue)
     port = _free_port()
     body = solved(zendesk_id)
@@ -146,8 +151,9 @@ async def test_a_webhook_delivery_cut_off_by_a_crash_is_taken_again_and_applied_
     url = f"http://127.0.0.1:{port}/webhooks/zendesk"
     async with httpx.AsyncClient(timeout=60) as http:
         with api_process(env, port, tmp_path / "api-1.log") as api:
+            assert not await update_waits_on_the_case()
             first = asyncio.create_task(http.post(url, content=body, headers=headers))
-            await asyncio.sleep(2)  # no worker: the action waits on the case
+            await until(update_waits_on_the_case, "the delivery's update reaching the case", every=0.05)
             api.kill()
             with pytest.raises(httpx.TransportError):
                 await first
