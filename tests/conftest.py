@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
+from hypothesis import settings
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,6 +27,12 @@ from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, 
 from worker import pin_zone_rules
 
 pin_zone_rules()
+
+# The same examples on every run, so CI passes or fails on the code alone; ABH_HYPOTHESIS_PROFILE=random
+# explores new ones (Hypothesis prints how to reproduce a failure).
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("random", derandomize=False)
+settings.load_profile(os.environ.get("ABH_HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")
