@@ -116,7 +116,7 @@ async def start(
     )
 
 
-async def test_temporal_retries_a_500_and_the_message_is_delivered_once(
+async def test_send_notifications_records_each_attempt_across_retries_of_a_500_and_a_503(
     dev_env: WorkflowEnvironment,
     pool: asyncpg.Pool,
     task_queue: str,
@@ -124,6 +124,7 @@ async def test_temporal_retries_a_500_and_the_message_is_delivered_once(
     provider: Receiver,
     senders: Senders,
 ) -> None:
+    """Under this file's retry policy (NotifyBatch's), not a case's: each attempt is on the row."""
     provider.script("/chat", 500)
     provider.script("/chat", 503)
     wf = f"case-{ticket_id}"

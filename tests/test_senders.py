@@ -811,9 +811,10 @@ async def test_a_retry_after_that_is_no_plain_number_of_seconds_still_means_retr
     assert await run(notifier, [n]) == 1
 
 
-async def test_a_timeout_is_retried_and_the_provider_drops_the_second_copy(
+async def test_a_call_that_timed_out_is_sent_again_under_the_same_idempotency_key(
     pool: asyncpg.Pool, ticket_id: str, receiver: Receiver
 ) -> None:
+    """Dropping the second copy is the provider's part; ABH's is to send both under one key."""
     env = webhook_env(receiver) | {"ABH_WEBHOOK_TIMEOUT": "0.3"}
     senders = senders_from_env(env)
     receiver.script("/call", 202, delay=1.0)
