@@ -38,6 +38,13 @@ EXTRAS: dict[str, dict[str, str]] = {
 }
 
 
+def test_extras_and_the_standup_digest_are_every_kind() -> None:
+    """The rendering tests run over EXTRAS: a new kind without its facts there would be skipped silently.
+    The standup digest is rendered from a digest's facts, not a case's, in tests/test_standup.py."""
+    assert NotificationKind.STANDUP_DIGEST not in EXTRAS
+    assert {NotificationKind(k) for k in EXTRAS} | {NotificationKind.STANDUP_DIGEST} == set(NotificationKind)
+
+
 def case_facts(priority: str = "P2", **ticket_fields: str) -> dict[str, str]:
     """The facts `messages.facts` derives from a real case, as the workflow would pass them."""
     status = CaseStatus(
