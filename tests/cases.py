@@ -78,11 +78,18 @@ async def case_worker(
     policy: Policy | None = None,
     sender: Sender = log_sink,
 ) -> AsyncIterator[Cases]:
+    """A worker on `task_queue` and the cases opened through it. A test that fails inside leaves none of
+    them running on the shared dev server; one that ends normally may keep them for another worker."""
     source = PolicySource(policy=policy or default_policy())
+    cases = Cases(env, task_queue)
     async with build_worker(
         env.client, pool, task_queue=task_queue, policy=source, sender=sender, strict_sandbox=True
     ):
-        yield Cases(env, task_queue)
+        try:
+            yield cases
+        except BaseException:
+            await cases.terminate_running()
+            raise
 
 
 async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
