@@ -4,6 +4,7 @@ the benchmarks share too (tickets, policies, notes) live in stack/samples.py and
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
@@ -90,6 +91,13 @@ async def case_worker(
         except BaseException:
             await cases.terminate_running()
             raise
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:

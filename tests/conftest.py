@@ -22,8 +22,8 @@ from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
 from stack.sender_config import senders_from_env
 from tests.api_server import Api, served
-from tests.cases import StoppablePostgres
-from tests.test_senders import Mailbox, Receiver, free_port, loopback_provider, webhook_env
+from tests.cases import StoppablePostgres, free_port
+from tests.test_senders import Mailbox, Receiver, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
 pin_zone_rules()
@@ -81,7 +81,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's dev server: updates, search attributes and schedules behave as in production."""
-    env = await start_dev_server(None, port=_free_port(), ui=False)
+    env = await start_dev_server(None, port=free_port(), ui=False)
     yield env
     await env.shutdown()
 
@@ -95,14 +95,6 @@ def task_queue() -> str:
 @pytest.fixture
 def ticket_id() -> str:
     return f"T-{uuid.uuid4().hex[:10]}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -144,6 +136,6 @@ def api(
     module at a time, so the worker (and the outbox relay it schedules) is gone before other modules run."""
     target = dev_env.client.service_client.config.target_host
     with served(
-        target, database_url, f"api-{uuid.uuid4().hex[:8]}", _free_port(), tmp_path_factory.mktemp("api")
+        target, database_url, f"api-{uuid.uuid4().hex[:8]}", free_port(), tmp_path_factory.mktemp("api")
     ) as a:
         yield a

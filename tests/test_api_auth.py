@@ -16,7 +16,7 @@ from api.serve import server
 from stack.samples import ticket
 from stack.settings import Settings
 from tests.api_server import ZENDESK_SECRET, Api, jira_headers, zendesk_headers
-from tests.conftest import _free_port
+from tests.cases import free_port
 from tests.test_webhooks_zendesk import created
 from workflows.models import case_workflow_id
 
@@ -83,7 +83,7 @@ async def test_no_token_configured_closes_everything_but_healthz_and_signed_webh
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, ticket_id: str, task_queue: str
 ) -> None:
     """A helpdesk integration needs no API token: its signature is its credential."""
-    port = _free_port()
+    port = free_port()
     settings = Settings.from_env({"ABH_ZENDESK_SECRET": ZENDESK_SECRET, "ABH_TASK_QUEUE": task_queue})
     uvicorn = server(settings, port=port, client=dev_env.client, pool=pool)
     zendesk_id = random.randrange(10**6, 10**9)

@@ -19,8 +19,7 @@ from api.app import create_app
 from stack.samples import ticket
 from stack.settings import Settings
 from tests.api_server import ZENDESK_SECRET, api_env, api_process, zendesk_headers
-from tests.cases import case_worker, quiet, status_when, until
-from tests.conftest import _free_port
+from tests.cases import case_worker, free_port, quiet, status_when, until
 from tests.test_webhooks_zendesk import created, solved
 from workflows.models import Phase, case_workflow_id
 
@@ -51,7 +50,7 @@ def settings(task_queue: str) -> Settings:
 @pytest.fixture
 async def unreachable_database() -> AsyncIterator[asyncpg.Pool]:
     """A pool whose server is gone: nothing listens on its port."""
-    pool = await asyncpg.create_pool(f"postgresql://abh@127.0.0.1:{_free_port()}/abh", min_size=0)
+    pool = await asyncpg.create_pool(f"postgresql://abh@127.0.0.1:{free_port()}/abh", min_size=0)
     yield pool
     await pool.close()
 
@@ -145,7 +144,7 @@ async def test_a_webhook_delivery_cut_off_by_a_crash_is_taken_again_and_applied_
         return (await handle.describe()).raw_description.HasField("pending_workflow_task")
 
     env = api_env(dev_env.client.service_client.config.target_host, database_url, task_queue)
-    port = _free_port()
+    port = free_port()
     body = solved(zendesk_id)
     headers = zendesk_headers(body)
     url = f"http://127.0.0.1:{port}/webhooks/zendesk"

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +25,7 @@ from temporalio.client import Client
 from console.views import build_query, list_cases
 from stack.cases import signal_action
 from stack.embedded import start_dev_server
-from tests.cases import Cases, case_worker, status_when, ticket
+from tests.cases import Cases, case_worker, free_port, status_when, ticket
 from tests.test_visibility import WAIT, customer, seconds_policy
 from workflows.models import Phase
 
@@ -66,12 +65,6 @@ TICKETS = {
     GLOBEX: ticket(GLOBEX, "P1", customer=customer("globex", "Globex Inc"), subject="Webhooks delayed"),
     INITECH: ticket(INITECH, "P2", customer=customer("initech", "Initech LLC"), subject="Export is slow"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def require_chromium() -> None:

@@ -14,12 +14,11 @@ from stack.codec_server import codec_app
 from stack.embedded import start_dev_server
 from stack.encryption import EncryptionCodec, data_converter, new_key, parse_keys
 from stack.serving import serving
-from tests.cases import case_worker, status_when, ticket
+from tests.cases import case_worker, free_port, status_when, ticket
 from tests.test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DOCS,
-    free_port,
     new_page,
     require_chromium,
     show,

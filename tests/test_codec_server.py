@@ -15,7 +15,7 @@ from stack.codec_server import codec_app
 from stack.encryption import ENCODING, EncryptionCodec, new_key, parse_keys
 from stack.serving import serving
 from stack.settings import Settings
-from tests.test_senders import free_port
+from tests.cases import free_port
 
 UI = "http://localhost:8233"
 TOKEN = "s3cret-token"

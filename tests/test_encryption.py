@@ -22,8 +22,7 @@ from stack.codec_server import codec_app
 from stack.embedded import bundled_binary
 from stack.encryption import ENCODING, KEY_ID, EncryptionCodec, data_converter, new_key, parse_keys
 from stack.serving import serving
-from tests.cases import round_the_clock_policy, status_when, ticket
-from tests.test_senders import free_port
+from tests.cases import free_port, round_the_clock_policy, status_when, ticket
 from tests.test_visibility import customer
 from worker import build_worker
 from workflows.models import CloseReason, Phase

@@ -10,8 +10,7 @@ import pgserver
 from temporalio.testing import WorkflowEnvironment
 
 from stack.embedded import start_postgres
-from tests.cases import until
-from tests.test_senders import free_port
+from tests.cases import free_port, until
 from tests.worker_process import get, worker_process
 
 

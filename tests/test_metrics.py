@@ -14,9 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 from console.gauges import NEEDING_ATTENTION_QUERY
 from console.outbox import rows_by_state
 from stack.cases import handle_for, open_case, signal_action
-from tests.cases import status_when, ticket, until
+from tests.cases import free_port, status_when, ticket, until
 from tests.test_end_to_end import ROOT
-from tests.test_senders import free_port
 from tests.worker_process import get, parse_samples, value, worker_process
 from workflows.models import CloseReason, Milestone
 

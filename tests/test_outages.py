@@ -24,6 +24,7 @@ from tests.cases import (
     StoppablePostgres,
     case_worker,
     failed_tasks,
+    free_port,
     round_the_clock_policy,
     rows,
     settled,
@@ -32,7 +33,7 @@ from tests.cases import (
     until,
     visible,
 )
-from tests.test_senders import Mailbox, free_port
+from tests.test_senders import Mailbox
 from workflows.case import CaseWorkflow
 from workflows.models import CloseReason, Phase
 from workflows.outbox_relay import OutboxRelayWorkflow

@@ -9,7 +9,6 @@ import email.policy
 import hashlib
 import hmac
 import json
-import socket
 import ssl
 import subprocess
 import threading
@@ -47,6 +46,7 @@ from activities.senders import Senders, SmtpSender, SmtpSettings
 from activities.senders.email import check_head
 from stack.sender_config import SenderSettings, senders_from_env
 from stack.settings import PAGERDUTY_EVENTS_URL
+from tests.cases import free_port
 from tests.test_templates import EXTRAS, case_facts
 from workflows.policy import Channel, Role
 
@@ -213,12 +213,6 @@ class Mailbox:
             assert isinstance(mail, EmailMessage)
             parsed.append(mail)
         return parsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

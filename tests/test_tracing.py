@@ -16,8 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from stack.cases import open_case
 from stack.serving import serving
 from stack.telemetry import SERVICE_NAME
-from tests.cases import status_when, ticket
-from tests.test_senders import free_port
+from tests.cases import free_port, status_when, ticket
 from tests.worker_process import worker_process
 from workflows.models import Phase
 
