@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -13,21 +10,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import CaseAlreadyExists, case_status, handle_for, open_case, signal_action
-from tests.cases import rows, ticket
+from tests.cases import rows, ticket, until
+from tests.worker_process import worker_process
 from workflows.models import CloseReason, Phase
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def until(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -47,44 +34,41 @@ async def test_worker_process_drives_a_case_to_closure(
     ticket_id: str,
     fast_policy: Path,
 ) -> None:
-    env = os.environ | {
+    env = {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DATABASE_URL": database_url,
         "ABH_TASK_QUEUE": task_queue,
         "ABH_POLICY_FILE": str(fast_policy),
     }
-    worker = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "worker.py"), env=env, cwd=ROOT)
     client = dev_env.client
-    try:
+    async with worker_process(env):
         await open_case(client, ticket(ticket_id, "P1"), task_queue=task_queue)
         with pytest.raises(CaseAlreadyExists, match=f"ticket {ticket_id} already has a case"):
             await open_case(client, ticket(ticket_id, "P1"), task_queue=task_queue)
 
-        await until(lambda: _phase_is(client, ticket_id, Phase.ENGAGED))
+        await until(lambda: _phase_is(client, ticket_id, Phase.ENGAGED), "engaged")
         await signal_action(client, ticket_id, "customer_contacted", {"channel": "call"})
-        escalated = await until(lambda: _escalated(client, ticket_id))
+        escalated = await until(lambda: _escalated(client, ticket_id), "escalated")
         assert [e.level for e in escalated.escalations] == ["tech_lead"]
 
         found = await until(
             lambda: _visible(
                 client, f'CasePriority="P1" AND CaseEscalated=true AND WorkflowId="case-{ticket_id}"'
-            )
+            ),
+            "listed as escalated",
         )
         assert found == [f"case-{ticket_id}"]
 
         await signal_action(client, ticket_id, "resolved", {"summary": "rolled back", "by": "alice"})
-        await until(lambda: _follow_up_sent(client, ticket_id))
+        await until(lambda: _follow_up_sent(client, ticket_id), "follow-up sent")
         await signal_action(client, ticket_id, "customer_confirmed", {})
         outcome = await asyncio.wait_for(handle_for(client, ticket_id).result(), 30)
         assert outcome.close_reason is CloseReason.CONFIRMED
         closed = await until(
-            lambda: _visible(client, f'CasePhase="closed" AND WorkflowId="case-{ticket_id}"')
+            lambda: _visible(client, f'CasePhase="closed" AND WorkflowId="case-{ticket_id}"'),
+            "listed as closed",
         )
         assert closed == [f"case-{ticket_id}"]
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        exit_code = await asyncio.wait_for(worker.wait(), 30)
-    assert exit_code == 0
 
     wf = f"case-{ticket_id}"
     case = (await rows(pool, "cases", wf))[0]
