@@ -8,13 +8,18 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import update_action
-from tests.cases import case_worker, quiet, round_the_clock_policy, settled, status_when, ticket
-from workflows.case import CaseWorkflow
+from tests.cases import (
+    case_worker,
+    failed_tasks,
+    quiet,
+    round_the_clock_policy,
+    settled,
+    status_when,
+    ticket,
+)
 from workflows.models import ACTIONS, CaseStatus, Phase
 from workflows.rules import Refused
 
@@ -53,11 +58,6 @@ def bad_payload(rng: random.Random, name: str, phase: Phase) -> tuple[str, Any]:
 
 def rejected_in(status: CaseStatus) -> int:
     return sum(1 for e in status.timeline if e.type == "rejected")
-
-
-async def failed_tasks(handle: WorkflowHandle[CaseWorkflow, Any]) -> int:
-    failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
-    return len([e async for e in handle.fetch_history_events() if e.event_type == failed])
 
 
 @pytest.mark.timeout(240)
