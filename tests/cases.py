@@ -3,6 +3,7 @@ the benchmarks share too (tickets, policies, notes) live in stack/samples.py and
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import Sender, log_sink
 from activities.policy_source import PolicySource
+from console.views import add_commands
 from stack.cases import open_case
 from stack.embedded import start_postgres
 from stack.samples import default_policy as default_policy
@@ -98,6 +100,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def console_args(*argv: str) -> argparse.Namespace:
+    """The operator commands' arguments (list, status, history...) as `starter.py` parses them."""
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
 
 
 async def advance_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:

@@ -3,7 +3,6 @@ and the query `starter.py list` sends must say exactly what its flags say."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,8 +12,8 @@ from rich.console import Console, RenderableType
 
 from console import render, views
 from console.read_models import AttentionReport, CaseRow, OutboxRow, StuckCase
-from console.views import add_commands, build_query, quoted, rows_json, timeline_json
-from tests.cases import ticket
+from console.views import build_query, quoted, rows_json, timeline_json
+from tests.cases import console_args, ticket
 from workflows.models import (
     CaseStatus,
     CloseReason,
@@ -302,14 +301,8 @@ def test_quoted_value_cannot_end_the_string_early() -> None:
     assert quoted('a" OR WorkflowType!="x') == '"a\\" OR WorkflowType!=\\"x"'
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(list(argv))
-
-
 def test_list_flags() -> None:
-    args = parse("list", "--priority", "P1", "--no-escalated", "--phase", "open", "--json")
+    args = console_args("list", "--priority", "P1", "--no-escalated", "--phase", "open", "--json")
     assert (args.priority, args.escalated, args.breached, args.phase, args.json) == (
         "P1",
         False,
@@ -318,10 +311,10 @@ def test_list_flags() -> None:
         True,
     )
     with pytest.raises(SystemExit):
-        parse("list", "--priority", "P7")
-    status = parse("status", "T-7", "--explain")
+        console_args("list", "--priority", "P7")
+    status = console_args("status", "T-7", "--explain")
     assert (status.ticket_id, status.explain, status.json) == ("T-7", True, False)
-    assert parse("history", "T-7", "--json").json is True
+    assert console_args("history", "T-7", "--json").json is True
 
 
 def test_a_listing_written_to_a_pipe_is_not_squeezed_to_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:

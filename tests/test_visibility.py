@@ -8,7 +8,6 @@ machine is, only on the order of events.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import uuid
@@ -23,9 +22,9 @@ from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from console.views import add_commands, build_query, list_cases, run_command
+from console.views import build_query, list_cases, run_command
 from stack.cases import signal_action
-from tests.cases import Cases, case_worker, status_when, ticket
+from tests.cases import Cases, case_worker, console_args, status_when, ticket
 from workflows.calendar import DAY_KEYS, CalendarSpec
 from workflows.case import CaseWorkflow
 from workflows.models import CaseInput, CaseStatus, Customer, Milestone, Phase, Priority
@@ -297,16 +296,10 @@ async def check_listings(client: Client, story: Story, task_queue: str) -> None:
     assert row.ticket_id == story.tid("p1-lowered-to-p2") and row.status == "RUNNING"
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(list(argv))
-
-
 async def output_of(client: Client, *argv: str) -> tuple[int, str]:
     console = Console(record=True, width=200, force_terminal=False)
     with console.capture() as captured:
-        code = await run_command(client, parse(*argv), console)
+        code = await run_command(client, console_args(*argv), console)
     return code, captured.get()
 
 
@@ -343,4 +336,4 @@ async def check_commands(client: Client, story: Story, scope: str) -> None:
     code, _ = await output_of(client, "list", "--query", "CasePriority = P1")  # P1 unquoted
     assert code == 2
     with pytest.raises(SystemExit):
-        parse("list", "--limit", "0")
+        console_args("list", "--limit", "0")
