@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +32,17 @@ from worker import build_worker
 from workflows.case import CaseWorkflow
 from workflows.models import CaseInput, CaseStatus
 from workflows.policy import Policy
+
+OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
+"""Seconds the outage tests keep a component down: short by default, so the suite stays quick (the README
+gives the figures of the full-length runs)."""
+ESCALATION = timedelta(minutes=60)
+"""A P1's Tech Lead escalation, after engagement, in the shipped policies."""
+
+
+def due_in(lead: timedelta) -> datetime:
+    """An `opened_at` that puts a P1's 60-minute escalation `lead` from now."""
+    return datetime.now(UTC) - ESCALATION + lead
 
 
 class StoppablePostgres:

@@ -9,7 +9,6 @@ runs: `ABH_TEST_OUTAGE_SECONDS=120` for PostgreSQL, 300 for SMTP)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notifications import RelayRequest
 from stack.sender_config import senders_from_env
 from tests.cases import (
+    OUTAGE,
     StoppablePostgres,
     case_worker,
+    due_in,
     failed_tasks,
     free_port,
     round_the_clock_policy,
@@ -38,8 +39,6 @@ from workflows.case import CaseWorkflow
 from workflows.models import CloseReason, Phase
 from workflows.outbox_relay import OutboxRelayWorkflow
 
-OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
-ESCALATION = timedelta(minutes=60)
 ON_TIME = timedelta(seconds=5)
 # The longest a case waits between rounds, plus a round: when the rows must be in after an outage.
 CATCH_UP = 300 + 30
@@ -55,11 +54,6 @@ def figure(what: str, took: timedelta) -> None:
     print(f"\nFIGURE (outage {OUTAGE:.0f} s) {what}: {took.total_seconds():.1f} s")
 
 
-def due_in(lead: float) -> datetime:
-    """An `opened_at` that puts a P1's 60-minute escalation `lead` seconds from now."""
-    return datetime.now(UTC) - ESCALATION + timedelta(seconds=lead)
-
-
 @pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
 async def test_a_database_outage_across_the_deadline_escalates_on_time_and_writes_the_row_after(
     dev_env: WorkflowEnvironment,
@@ -70,8 +64,10 @@ async def test_a_database_outage_across_the_deadline_escalates_on_time_and_write
 ) -> None:
     lead = min(OUTAGE / 2, 30) + 4
     async with case_worker(dev_env, own_pool, task_queue, round_the_clock_policy()) as cases:
-        late = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(lead)))
-        withdrawn = await cases.open(ticket(f"{ticket_id}-w", "P1", opened_at=due_in(lead + 6)))
+        late = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(timedelta(seconds=lead))))
+        withdrawn = await cases.open(
+            ticket(f"{ticket_id}-w", "P1", opened_at=due_in(timedelta(seconds=lead + 6)))
+        )
         for h in (late, withdrawn):
             await status_when(h, lambda s: s.phase is Phase.ENGAGED)
             await settled(h, own_pool)
@@ -156,7 +152,7 @@ async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_e
     lead = min(OUTAGE / 2, 60) + 4
     try:
         async with case_worker(dev_env, pool, task_queue, policy, senders) as cases:
-            h = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(lead)))
+            h = await cases.open(ticket(ticket_id, "P1", opened_at=due_in(timedelta(seconds=lead))))
             first_run = (await h.describe()).run_id
             down_at = datetime.now(UTC)
             await status_when(h, lambda s: s.phase is Phase.ENGAGED)

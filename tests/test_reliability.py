@@ -5,7 +5,6 @@ stays quick; the README gives the figures of the full-length runs)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,7 +16,10 @@ from activities.senders import Senders
 from console import render
 from console.attention import attention_report
 from tests.cases import (
+    ESCALATION,
+    OUTAGE,
     case_worker,
+    due_in,
     failed_tasks,
     highest_attempt,
     quiet,
@@ -33,14 +35,7 @@ from tests.test_senders import Mailbox, Receiver
 from workflows.case import CaseWorkflow
 from workflows.models import CloseReason, Phase
 
-OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
-ESCALATION = timedelta(minutes=60)
 REJECTION_LIMIT = 1_000
-
-
-def due_in(lead: timedelta) -> datetime:
-    """An `opened_at` that puts a P1's 60-minute escalation `lead` from now."""
-    return datetime.now(UTC) - ESCALATION + lead
 
 
 @pytest.mark.timeout(120)
