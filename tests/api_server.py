@@ -139,11 +139,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def phase_is(http: httpx.AsyncClient, ticket_id: str, phase: str, wait: float = 30) -> dict[str, Any]:
-    """The case once it is in `phase`, read over HTTP (the client's headers must allow `read`)."""
+async def phase_is(
+    http: httpx.AsyncClient,
+    ticket_id: str,
+    phase: str,
+    wait: float = 30,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The case once it is in `phase`, read over HTTP (the client's headers, or `headers`, must allow
+    `read`)."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
-        answer = await http.get(f"/cases/{ticket_id}")
+        answer = await http.get(f"/cases/{ticket_id}", headers=headers)
         if answer.status_code == 200 and answer.json()["phase"] == phase:
             return dict(answer.json())
         assert asyncio.get_running_loop().time() < deadline, f"never {phase}: {answer.text[:500]}"

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.serve import server
 from stack.samples import ticket
 from stack.settings import Settings
-from tests.api_server import ZENDESK_SECRET, Api, jira_headers, zendesk_headers
+from tests.api_server import ZENDESK_SECRET, Api, jira_headers, phase_is, zendesk_headers
 from tests.cases import free_port
 from tests.test_webhooks_zendesk import created
 from workflows.models import case_workflow_id
@@ -52,16 +52,7 @@ async def test_each_scope_does_exactly_what_it_names(api: Api, ticket_id: str) -
             answer = await send(http, call, api.headers(scope))
             assert answer.status_code in (200, 201), (scope, answer.text)
             if scope == "intake":
-                await _engaged(http, api, ticket_id)
-
-
-async def _engaged(http: httpx.AsyncClient, api: Api, ticket_id: str) -> None:
-    for _ in range(150):
-        answer = await http.get(f"/cases/{ticket_id}", headers=api.headers("read"))
-        if answer.status_code == 200 and answer.json()["phase"] == "engaged":
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"case {ticket_id} never engaged")
+                await phase_is(http, ticket_id, "engaged", headers=api.headers("read"))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from stack.samples import ticket
 from stack.settings import Settings
-from tests.api_server import ZENDESK_SECRET, api_env, api_process, zendesk_headers
+from tests.api_server import ZENDESK_SECRET, api_env, api_process, phase_is, zendesk_headers
 from tests.cases import case_worker, free_port, quiet, status_when, until
 from tests.test_webhooks_zendesk import created, solved
 from workflows.models import Phase, case_workflow_id
@@ -62,7 +62,7 @@ async def test_an_action_no_worker_answers_is_a_503_and_applied_once_with_its_ke
         async with case_worker(dev_env, pool, task_queue):
             opened = await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))
             assert opened.status_code == 201, opened.text
-            await engaged(http, ticket_id)
+            await phase_is(http, ticket_id, "engaged")
 
         note = {"text": "called the customer back"}
         keyless = await http.post(f"/cases/{ticket_id}/actions/add_note", json={"text": "another"})
@@ -164,12 +164,3 @@ async def test_a_webhook_delivery_cut_off_by_a_crash_is_taken_again_and_applied_
     assert retried.status_code == 200, retried.text
     assert replayed.status_code == 401 and "already received" in replayed.text
     assert [e.type for e in resolved.timeline].count("resolved") == 1
-
-
-async def engaged(http: httpx.AsyncClient, ticket_id: str) -> None:
-    for _ in range(150):
-        answer = await http.get(f"/cases/{ticket_id}")
-        if answer.status_code == 200 and answer.json()["phase"] == "engaged":
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{ticket_id} never engaged")
