@@ -11,27 +11,35 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from stack.sender_config import senders_from_env
-from tests.cases import case_worker, round_the_clock_policy, rows, status_when, ticket, until
-from tests.test_outages import SmtpServer, StoppablePostgres, outage_db, outage_pool, smtp, smtp_env
+from tests.cases import (
+    StoppablePostgres,
+    case_worker,
+    round_the_clock_policy,
+    rows,
+    status_when,
+    ticket,
+    until,
+)
+from tests.test_outages import SmtpServer, smtp, smtp_env
 from workflows.case import CaseWorkflow
 from workflows.journal import DELIVERY_GRACE
 from workflows.models import Phase
 
-__all__ = ["outage_db", "outage_pool", "smtp"]  # the fixtures this module borrows
+__all__ = ["smtp"]  # the fixture this module borrows
 
 
 @pytest.mark.timeout(180)
 async def test_a_signal_refused_during_the_closing_grace_is_stored_before_the_run_ends(
     dev_env: WorkflowEnvironment,
-    outage_db: StoppablePostgres,
-    outage_pool: asyncpg.Pool,
+    own_postgres: StoppablePostgres,
+    own_pool: asyncpg.Pool,
     task_queue: str,
     ticket_id: str,
     smtp: SmtpServer,
 ) -> None:
     senders = senders_from_env(smtp_env(smtp.port))  # the mail server never starts: mail stays undelivered
     try:
-        async with case_worker(dev_env, outage_pool, task_queue, round_the_clock_policy(), senders) as cases:
+        async with case_worker(dev_env, own_pool, task_queue, round_the_clock_policy(), senders) as cases:
             handle = await cases.open(ticket(ticket_id, "P2"))
             await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
             await handle.execute_update("resolved", {"summary": "config fixed"})
@@ -39,15 +47,15 @@ async def test_a_signal_refused_during_the_closing_grace_is_stored_before_the_ru
             await handle.signal("customer_confirmed", {})
 
             async def closed_row() -> bool:
-                found = await rows(outage_pool, "cases", handle.id)
+                found = await rows(own_pool, "cases", handle.id)
                 return bool(found) and found[0]["phase"] == "closed"
 
             await until(closed_row, "the closed case stored", 30)
-            outage_db.stop()
+            own_postgres.stop()
             await handle.signal("add_note", {"text": "a note after the close"})
             await asyncio.sleep(DELIVERY_GRACE.total_seconds() + 5)
             still = (await handle.describe()).status
-            outage_db.start()
+            own_postgres.start()
             await asyncio.wait_for(handle.result(), 90)
             final = await handle.query(CaseWorkflow.status)
     finally:
@@ -56,5 +64,5 @@ async def test_a_signal_refused_during_the_closing_grace_is_stored_before_the_ru
     assert still is WorkflowExecutionStatus.RUNNING, "the run ended with an entry unstored"
     last = final.timeline[-1]
     assert last.type == "rejected" and "closed" in last.detail
-    stored = await outage_pool.fetchval("SELECT max(seq) FROM case_events WHERE workflow_id = $1", handle.id)
+    stored = await own_pool.fetchval("SELECT max(seq) FROM case_events WHERE workflow_id = $1", handle.id)
     assert stored == last.seq
