@@ -35,7 +35,7 @@ from console.report import parse_since, report_command
 from simulator import command as simulator_command
 from stack import logs
 from stack.cases import CaseAlreadyExists, NotAnsweredYet, open_case, signal_action, update_action
-from stack.client import connect
+from stack.client import connect, exit_process
 from stack.codec_server import codec_app_of
 from stack.embedded import start_postgres
 from stack.schedules import schedule_standup_command
@@ -184,6 +184,9 @@ async def open_command(settings: Settings, args: argparse.Namespace) -> int:
         ticket = _ticket_from(args)
     except ValidationError as err:
         print(f"refused: invalid ticket: {field_errors(err)}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"refused: cannot read the ticket file: {err}", file=sys.stderr)
         return 2
     if ticket.opened_at is not None and ticket.opened_at > datetime.now(UTC) + CLOCK_SKEW:
         print(
@@ -345,4 +348,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

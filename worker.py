@@ -35,6 +35,7 @@ from activities.standup import StandupActivities
 from api.serve import DEFAULT_HOST, DEFAULT_PORT, server, with_development_token
 from console.gauges import keep_current
 from stack import logs
+from stack.client import exit_process
 from stack.codec_server import codec_app_of
 from stack.embedded import running_stack
 from stack.health import health_app
@@ -251,6 +252,7 @@ def main() -> None:
     except ValueError as err:
         sys.exit(f"worker not started: {err}")
     asyncio.run(serve(settings, demo=args.demo))
+    exit_process(0)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """`starter.py attention`: every stuck thing in one place, for an operator.
 
-From Temporal: cases flagged CaseNeedsAttention (something of theirs keeps failing and is retried in
-rounds), with what their `status` says and the activities Temporal shows pending; `--all-running` also
-looks at every running case's pending activities, for cases opened before the flag existed. From
-PostgreSQL: notifications failed or in doubt, sends abandoned mid-way, and timeline entries stored in a
+From Temporal: cases whose run failed (with the reason), and cases flagged CaseNeedsAttention (something
+of theirs keeps failing and is retried in rounds), with what their `status` says and the activities
+Temporal shows pending; `--all-running` also looks at every running case's pending activities, for cases
+opened before the flag existed. From PostgreSQL: notifications failed or in doubt, sends abandoned
+mid-way, and timeline entries stored in a
 safe form after a data error.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 from datetime import UTC, timedelta
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecution
+from temporalio.client import Client, WorkflowExecution, WorkflowHistoryEventFilterType
 from temporalio.service import RPCError
 
 from console import outbox
@@ -27,6 +28,7 @@ from workflows.safe_text import one_line
 # An activity on its third attempt has failed twice: worth a look.
 RETRYING_FROM_ATTEMPT = 3
 QUERY_TIMEOUT = timedelta(seconds=5)
+CLOSE_EVENT = WorkflowHistoryEventFilterType.CLOSE_EVENT
 
 
 async def _look_at(client: Client, workflow_id: str, ticket_id: str, flagged: bool) -> StuckCase | None:
@@ -72,11 +74,27 @@ async def stuck_cases(client: Client, *, all_running: bool = False, limit: int =
     return [c for c in found if c is not None and (c.troubles or c.activities or c.note)]
 
 
+async def failed_cases(client: Client, *, limit: int = 50) -> list[StuckCase]:
+    """Cases whose run failed (a malformed start that reached the workflow past the checks, an unknown
+    calendar): nothing runs for them any more, and their search attributes still read as they began."""
+    query = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Failed"'
+    found = []
+    async for execution in client.list_workflows(query, limit=limit):
+        row = row_of(execution)
+        why = "the case's run failed"
+        handle = client.get_workflow_handle(row.workflow_id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events(event_filter_type=CLOSE_EVENT):
+            if event.HasField("workflow_execution_failed_event_attributes"):
+                why = event.workflow_execution_failed_event_attributes.failure.message or why
+        found.append(StuckCase(workflow_id=row.workflow_id, ticket_id=row.ticket_id, note=one_line(why, 300)))
+    return found
+
+
 async def attention_report(
     client: Client, pool: asyncpg.Pool, *, all_running: bool = False
 ) -> AttentionReport:
     return AttentionReport(
-        cases=await stuck_cases(client, all_running=all_running),
+        cases=await stuck_cases(client, all_running=all_running) + await failed_cases(client),
         notifications=await outbox.needing_attention(pool),
         abandoned_sends=await outbox.abandoned_sends(pool),
         damaged_entries=await outbox.damaged_entries(pool),

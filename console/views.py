@@ -77,13 +77,15 @@ def build_query(
     """The visibility query for the `list` filters; `None` leaves a filter out.
 
     Always scoped to the case workflow type, so other workflows in the namespace never show up as
-    cases. `phase="open"` means every phase but closed. `extra` is ANDed in, parenthesised.
+    cases. `phase="open"` means every phase but closed, of a running case. `extra` is ANDed in, parenthesised.
     """
     terms = [f"WorkflowType={quoted(WORKFLOW_TYPE)}"]
     if priority is not None:
         terms.append(f"{search.CASE_PRIORITY.name}={quoted(Priority(priority).value)}")
     if phase == OPEN:
+        # A case whose run failed still reads the phase it began in: it is not open.
         terms.append(f"{search.CASE_PHASE.name}!={quoted(Phase.CLOSED.value)}")
+        terms.append('ExecutionStatus="Running"')
     elif phase is not None:
         terms.append(f"{search.CASE_PHASE.name}={quoted(Phase(phase).value)}")
     if customer is not None:

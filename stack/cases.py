@@ -121,9 +121,15 @@ def handle_for(client: Client, ticket_id: str) -> WorkflowHandle[CaseWorkflow, A
 
 
 async def signal_action(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> None:
-    """Fire-and-forget: the payload is checked here first, so a typo never leaves this process."""
+    """Fire-and-forget: the payload is checked here first, so a typo never leaves this process; a case
+    that is closed or was never opened is refused, as an update is."""
     model = rules.parse_action(action, payload)
-    await handle_for(client, ticket_id).signal(action, model)
+    try:
+        await handle_for(client, ticket_id).signal(action, model)
+    except RPCError as err:
+        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
+        raise rules.Refused(await _why_not_running(client, ticket_id)) from None
 
 
 async def update_action(
@@ -173,7 +179,7 @@ async def _why_not_running(client: Client, ticket_id: str) -> str:
     except RPCError:
         return f"ticket {ticket_id} has no case ({case_workflow_id(ticket_id)} not found)"
     state = described.status.name.lower() if described.status else "closed"
-    return f"case {case_workflow_id(ticket_id)} is closed ({state}); it takes no more actions"
+    return f"case {ticket_id} is closed ({state}); it takes no more actions"
 
 
 async def case_status(client: Client, ticket_id: str) -> CaseStatus:

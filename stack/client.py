@@ -3,6 +3,11 @@ encrypted, with payload keys)."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -46,3 +51,13 @@ async def register_search_attributes(client: Client) -> list[str]:
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that used a Temporal client: its clean-up (`atexit`: the embedded PostgreSQL's stop,
+    logging's flush) first, then out without the interpreter's finalization, where the SDK's runtime
+    threads can abort it (exit 134 after a command that succeeded; temporalio/sdk-python#300)."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -15,9 +15,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 import starter
-from stack.cases import CaseAlreadyExists, open_case, update_action
-from tests.cases import case_worker, round_the_clock_policy, status_when, ticket
-from workflows.models import TASK_QUEUE, Phase
+from console.attention import failed_cases
+from console.views import build_query
+from stack.cases import CaseAlreadyExists, CaseFailed, case_status, open_case, update_action
+from tests.cases import case_worker, round_the_clock_policy, status_when, ticket, until
+from workflows.models import TASK_QUEUE, CaseInput, Phase
 
 
 async def failure_of(
@@ -67,6 +69,31 @@ async def test_unknown_customer_calendar_is_named(
         error, events = await failure_of(time_env, task_queue, raw)
     assert "customer.calendar: unknown calendar 'mars-base'; known: business" in error.message
     assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in events
+
+
+async def test_a_case_failed_on_an_unknown_calendar_reads_as_failed_everywhere(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
+) -> None:
+    """The calendar is checked by the case (the policy lives with the workers), so such a ticket opens and
+    its case fails at once: `status` says why, `attention` lists it, and `list --phase open` leaves it out,
+    though its search attributes still read as it began (triage)."""
+    raw = json.loads(ticket(ticket_id).model_dump_json())
+    raw["customer"]["calendar"] = "mars-base"
+    async with case_worker(dev_env, pool, task_queue):
+        handle = await open_case(dev_env.client, CaseInput.model_validate(raw), task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        with pytest.raises(CaseFailed, match="unknown calendar 'mars-base'"):
+            await case_status(dev_env.client, ticket_id)
+    scope = f'WorkflowId="{handle.id}"'
+    await until(lambda: _listed(dev_env, scope + ' AND ExecutionStatus="Failed"'), "visible as failed")
+    assert not await _listed(dev_env, build_query(phase="open", extra=scope))
+    failed = {c.workflow_id: c.note for c in await failed_cases(dev_env.client, limit=1000)}
+    assert "unknown calendar 'mars-base'" in (failed.get(handle.id) or "")
+
+
+async def _listed(env: WorkflowEnvironment, query: str) -> bool:
+    return bool([e async for e in env.client.list_workflows(query)])
 
 
 async def test_a_ticket_opens_one_case_ever(

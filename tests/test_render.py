@@ -269,7 +269,7 @@ WT = 'WorkflowType="CaseWorkflow"'
         ),
         (
             {"customer": "acme", "phase": "open"},
-            f'{WT} AND CasePhase!="closed" AND CaseCustomer="acme"',
+            f'{WT} AND CasePhase!="closed" AND ExecutionStatus="Running" AND CaseCustomer="acme"',
         ),
         ({"phase": "closed", "breached": False}, f'{WT} AND CasePhase="closed" AND CaseSlaBreached=false'),
         (

@@ -227,9 +227,11 @@ class CaseWorkflow(CaseActions):
         calendar = case.ticket.customer.calendar
         if calendar is not None and calendar not in self.policy.calendars:
             known = ", ".join(sorted(self.policy.calendars))
-            raise InvalidCaseInput(
+            # Kept, so that `status` on the failed case says why instead of showing a case in triage.
+            self._invalid = (
                 f"invalid case input: customer.calendar: unknown calendar {calendar!r}; known: {known}"
             )
+            raise InvalidCaseInput(self._invalid)
         self._clocks = clocks.clocks_for(self.policy, case.priority, calendar)
         case.milestones = [
             MilestoneStatus(name=m, target=self.policy.for_priority(case.priority).targets[m])
@@ -540,6 +542,8 @@ class CaseWorkflow(CaseActions):
 
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
+        if self._invalid:
+            raise InvalidCaseInput(self._invalid)
         return self.case
 
     def _ready(self) -> bool:
