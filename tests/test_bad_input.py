@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 import starter
 from console.attention import failed_cases
 from console.views import build_query
-from stack.cases import CaseAlreadyExists, CaseFailed, case_status, open_case, update_action
+from stack.cases import CaseAlreadyExists, CaseFailed, case_status, open_case, signal_action, update_action
 from tests.cases import case_worker, round_the_clock_policy, status_when, ticket, until
 from workflows.models import TASK_QUEUE, CaseInput, Phase
 
@@ -147,11 +147,15 @@ def test_task_queue_of_the_wire_contract() -> None:
     assert TASK_QUEUE == "abh-cases"
 
 
-async def test_update_to_a_ticket_without_a_case_says_so(time_env: WorkflowEnvironment) -> None:
+async def test_an_action_to_a_ticket_without_a_case_says_so_as_update_or_signal(
+    time_env: WorkflowEnvironment,
+) -> None:
     from workflows.rules import Refused
 
     with pytest.raises(Refused, match="ticket NOPE-1 has no case"):
         await update_action(time_env.client, "NOPE-1", "add_note", {"text": "hello"})
+    with pytest.raises(Refused, match="ticket NOPE-1 has no case"):
+        await signal_action(time_env.client, "NOPE-1", "add_note", {"text": "hello"})
 
 
 async def test_a_start_without_input_or_opened_in_the_future_fails_at_once(
