@@ -81,6 +81,8 @@ async def failed_cases(client: Client, *, limit: int = 50) -> list[StuckCase]:
     found = []
     async for execution in client.list_workflows(query, limit=limit):
         row = row_of(execution)
+        if (await client.get_workflow_handle(row.workflow_id).describe()).run_id != execution.run_id:
+            continue  # reset or opened again since: its current run is what counts
         why = "the case's run failed"
         handle = client.get_workflow_handle(row.workflow_id, run_id=execution.run_id)
         async for event in handle.fetch_history_events(event_filter_type=CLOSE_EVENT):

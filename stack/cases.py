@@ -161,9 +161,10 @@ async def update_action(
             status: CaseStatus = await update.result()
         return status
     except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
-        if deadline.expired():
+        task = asyncio.current_task()
+        if deadline.expired() or not (task and task.cancelling()):
             raise NotAnsweredYet(ticket_id, update_id, wait) from None
-        raise
+        raise  # the caller's own cancellation (a shutdown), which the SDK words as a timeout
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise rules.Refused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None

@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -19,6 +21,7 @@ from console.attention import failed_cases
 from console.views import build_query
 from stack.cases import CaseAlreadyExists, CaseFailed, case_status, open_case, signal_action, update_action
 from tests.cases import case_worker, round_the_clock_policy, status_when, ticket, until
+from tests.test_case_lives import first_event
 from workflows.models import TASK_QUEUE, CaseInput, Phase
 
 
@@ -90,6 +93,25 @@ async def test_a_case_failed_on_an_unknown_calendar_reads_as_failed_everywhere(
     assert not await _listed(dev_env, build_query(phase="open", extra=scope))
     failed = {c.workflow_id: c.note for c in await failed_cases(dev_env.client, limit=1000)}
     assert "unknown calendar 'mars-base'" in (failed.get(handle.id) or "")
+
+    # Reset to its first workflow task (no worker: the new run waits), it is no longer a failed case.
+    first_task = await first_event(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    client = dev_env.client
+    reset = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(
+                workflow_id=handle.id, run_id=handle.first_execution_run_id or ""
+            ),
+            reason="tests: the policy was fixed",
+            workflow_task_finish_event_id=first_task.event_id,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    try:
+        assert handle.id not in [c.workflow_id for c in await failed_cases(client, limit=1000)]
+    finally:
+        await client.get_workflow_handle(handle.id, run_id=reset.run_id).terminate("test over")
 
 
 async def _listed(env: WorkflowEnvironment, query: str) -> bool:

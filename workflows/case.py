@@ -766,7 +766,14 @@ class CaseWorkflow(CaseActions):
         clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         if not self._journal.beside:
             await self._drain()
-            self._continue(CarriedCase(status=self.case, policy=self.policy, seq=self._journal.seq))
+            self._continue(
+                CarriedCase(
+                    status=self.case,
+                    policy=self.policy,
+                    seq=self._journal.seq,
+                    answered=self._answered_ids[-ANSWERED_KEPT:],
+                )
+            )
         if not workflow.all_handlers_finished():
             return
         carried = CarriedCase(
