@@ -34,8 +34,8 @@ MILESTONE_STYLE = {
 }
 
 
-def when(t: datetime | None) -> str:
-    return formats.instant(t, weekday=True)
+def when(t: datetime | None, *, seconds: bool = False) -> str:
+    return formats.instant(t, weekday=True, seconds=seconds)
 
 
 def stamp(t: datetime | None) -> str:
@@ -55,16 +55,19 @@ def relative(instant: datetime, now: datetime) -> str:
 
 
 def explanation(name: str, e: DueExplanation) -> list[str]:
-    """One due instant, step by step: where the clock started, what it counted, what it skipped."""
+    """One due instant, step by step: where the clock started, what it counted, what it skipped; to the
+    second when its durations are (a demo policy counts in seconds), else to the minute."""
+    fine = any(d % timedelta(minutes=1) for d in (e.target, e.paused))
     lines = [
-        f"{name}: due {when(e.due_at)}",
+        f"{name}: due {when(e.due_at, seconds=fine)}",
         f"  clock    {e.clock}",
-        f"  start    {e.start} {when(e.starts_at)}",
+        f"  start    {e.start} {when(e.starts_at, seconds=fine)}",
         f"  target   {span(e.target)}",
     ]
     if e.paused:
         pauses = ", ".join(
-            f"{when(p.started_at)} - {when(p.ended_at) if p.ended_at else 'now'}" for p in e.pauses
+            f"{when(p.started_at, seconds=fine)} - {when(p.ended_at, seconds=fine) if p.ended_at else 'now'}"
+            for p in e.pauses
         )
         lines.append(f"  paused   +{span(e.paused)} ({pauses})")
     if e.closed_days:

@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from console.render import explain
+from console.render import explain, explanation
 from tests.cases import default_policy, ticket
 from workflows import clocks, rules
 from workflows.calendar import CalendarSpec
 from workflows.models import (
     CaseStatus,
+    DueExplanation,
     Milestone,
     MilestoneState,
     MilestoneStatus,
@@ -62,6 +63,27 @@ def test_p3_due_dates_skip_the_weekend_and_say_so() -> None:
     assert "milestone first_response (pending): due Mon 2026-11-30 12:00 UTC" in text
     assert "skipped  Sat 2026-11-28 (weekend), Sun 2026-11-29 (weekend)" in text
     assert "business hours of calendar 'business' (UTC)" in text
+
+
+def test_an_explanation_counted_in_seconds_reads_to_the_second() -> None:
+    """A demo policy's 60 s target from 10:00:00 is due 10:01:00; to the minute it read "10:01 ... 10:01"."""
+    due = datetime(2026, 11, 30, 10, 1, 6, tzinfo=UTC)
+    pause = Pause(started_at=due - timedelta(seconds=30), ended_at=due - timedelta(seconds=24))
+    e = DueExplanation(
+        due_at=due,
+        clock="24x7",
+        starts_at=datetime(2026, 11, 30, 10, 0, tzinfo=UTC),
+        start="engagement",
+        target=timedelta(seconds=60),
+        paused=timedelta(seconds=6),
+        pauses=[pause],
+    )
+    lines = explanation("next escalation", e)
+    assert lines[0] == "next escalation: due Mon 2026-11-30 10:01:06 UTC"
+    assert lines[2] == "  start    engagement Mon 2026-11-30 10:00:00 UTC"
+    assert lines[4] == "  paused   +6s (Mon 2026-11-30 10:00:36 UTC - Mon 2026-11-30 10:00:42 UTC)"
+    minutes = e.model_copy(update={"target": timedelta(minutes=60), "paused": timedelta(0), "pauses": []})
+    assert explanation("next escalation", minutes)[0] == "next escalation: due Mon 2026-11-30 10:01 UTC"
 
 
 def test_pauses_extend_resolution_clocks_but_not_first_response() -> None:
