@@ -16,14 +16,11 @@ from tests.cases import (
     case_worker,
     round_the_clock_policy,
     rows,
-    status_when,
-    ticket,
     until,
 )
-from tests.test_outages import SmtpServer, smtp, smtp_env
+from tests.test_outages import SmtpServer, resolved_and_confirmed, smtp, smtp_env
 from workflows.case import CaseWorkflow
 from workflows.journal import DELIVERY_GRACE
-from workflows.models import Phase
 
 __all__ = ["smtp"]  # the fixture this module borrows
 
@@ -40,11 +37,7 @@ async def test_a_signal_refused_during_the_closing_grace_is_stored_before_the_ru
     senders = senders_from_env(smtp_env(smtp.port))  # the mail server never starts: mail stays undelivered
     try:
         async with case_worker(dev_env, own_pool, task_queue, round_the_clock_policy(), senders) as cases:
-            handle = await cases.open(ticket(ticket_id, "P2"))
-            await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
-            await handle.execute_update("resolved", {"summary": "config fixed"})
-            await status_when(handle, lambda s: s.follow_up_sent_at is not None)
-            await handle.signal("customer_confirmed", {})
+            handle = await resolved_and_confirmed(cases, ticket_id)
 
             async def closed_row() -> bool:
                 found = await rows(own_pool, "cases", handle.id)

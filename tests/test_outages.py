@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import RelayRequest
 from stack.sender_config import senders_from_env
 from tests.cases import (
     OUTAGE,
+    Cases,
     StoppablePostgres,
     case_worker,
     due_in,
@@ -187,6 +190,16 @@ async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_e
         await senders.aclose()
 
 
+async def resolved_and_confirmed(cases: Cases, ticket_id: str) -> WorkflowHandle[CaseWorkflow, Any]:
+    """A P2 engaged, resolved, followed up and confirmed: on its way to the close."""
+    handle = await cases.open(ticket(ticket_id, "P2"))
+    await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+    await handle.execute_update("resolved", {"summary": "config fixed"})
+    await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+    await handle.signal("customer_confirmed", {})
+    return handle
+
+
 @pytest.mark.timeout(CATCH_UP + 3 * OUTAGE + 120)
 async def test_a_case_closes_during_a_mail_outage_and_the_relay_delivers_what_it_left(
     dev_env: WorkflowEnvironment, own_pool: asyncpg.Pool, task_queue: str, ticket_id: str, smtp: SmtpServer
@@ -196,11 +209,7 @@ async def test_a_case_closes_during_a_mail_outage_and_the_relay_delivers_what_it
     senders = senders_from_env(smtp_env(smtp.port))
     try:
         async with case_worker(dev_env, pool, task_queue, round_the_clock_policy(), senders) as cases:
-            h = await cases.open(ticket(ticket_id, "P2"))
-            await status_when(h, lambda s: s.phase is Phase.ENGAGED)
-            await h.execute_update("resolved", {"summary": "config fixed"})
-            await status_when(h, lambda s: s.follow_up_sent_at is not None)
-            await h.signal("customer_confirmed", {})
+            h = await resolved_and_confirmed(cases, ticket_id)
             asked = datetime.now(UTC)
             outcome = await asyncio.wait_for(h.result(), timeout=60)
             figure("mail down: the run completed after the confirmation", datetime.now(UTC) - asked)

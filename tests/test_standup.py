@@ -394,16 +394,24 @@ async def test_schedule_standup_command_reports_the_next_runs(
     assert len(runs) == 5 and all(" 08:45 E" in r for r in runs)  # EST or EDT
 
 
-def test_html_digest_shows_a_row_per_case_escaped() -> None:
-    as_of = datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
-    case = DigestCase(
+def digest_case(opened_at: datetime, **fields: Any) -> DigestCase:
+    """An engaged P1, T-1, as the digest reads it; `fields` say what the test is about."""
+    base: dict[str, Any] = {"customer_name": "Acme", "subject": "Checkout down"}
+    return DigestCase(
         workflow_id="case-T-1",
         ticket_id="T-1",
         priority=Priority.P1,
         phase=Phase.ENGAGED,
+        opened_at=opened_at,
+        **(base | fields),
+    )
+
+
+def test_html_digest_shows_a_row_per_case_escaped() -> None:
+    as_of = datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
+    case = digest_case(
+        as_of - timedelta(hours=26),
         customer_name="Smith <&> Sons",
-        subject="Checkout down",
-        opened_at=as_of - timedelta(hours=26),
         escalated=True,
         escalation_levels=["tech_lead"],
     )
@@ -432,14 +440,10 @@ def test_html_digest_shows_a_row_per_case_escaped() -> None:
 
 def test_a_subject_can_neither_add_a_case_line_nor_shift_the_cells() -> None:
     as_of = datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
-    case = DigestCase(
-        workflow_id="case-T-1",
-        ticket_id="T-1",
-        priority=Priority.P1,
-        phase=Phase.ENGAGED,
+    case = digest_case(
+        as_of - timedelta(hours=2),
         customer_name="Acme | Fake Corp",
         subject="Checkout down\n- P1 T-999 | Fake Corp | all fine",
-        opened_at=as_of - timedelta(hours=2),
     )
     lines = section_text(DigestSection(cases=[case]), as_of, ZoneInfo(NEW_YORK)).splitlines()
     assert len(lines) == 1
