@@ -235,6 +235,21 @@ def test_the_sample_works_a_ticket_raised_to_p1_as_a_p1_from_the_change() -> Non
     assert queued >= 5
 
 
+def test_the_sample_works_every_p1_to_its_resolution_and_updates_its_customer_all_along() -> None:
+    """No made-up P1 is left open for the rest of the month with nobody telling its customer anything;
+    some lower priorities are left unresolved, as before."""
+    policy = load_policy()
+    month = month_of_tickets(1000)
+    p1s = [t for t in month if t.priority == "P1" and t.new_priority is None]
+    assert len(p1s) >= 50
+    for t in p1s:
+        assert t.resolved_at is not None, t.ticket_id
+        engaged = engagement_start(clocks_for(policy, t.priority, t.calendar), t.opened_at)
+        told = [engaged, *t.customer_updates, t.resolved_at]
+        assert max(b - a for a, b in pairwise(told)) <= timedelta(minutes=35), t.ticket_id
+    assert sum(1 for t in month if t.resolved_at is None) >= 30
+
+
 def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes() -> None:
     replays = [(str(n), n) for n in range(2000)]
     assert [len(s) for s in split(replays, 250, 2)] == [250] * 8
