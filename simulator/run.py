@@ -5,11 +5,13 @@ read back as each policy's simulated cases and figures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -185,15 +187,30 @@ async def replay_shard(
         years = cycles_needed(first, now + LEAD)
         books = Books({run: moved_policy(p, years) for run, p in policies.items()})
         await env.sleep(moved(first, years) - LEAD - now)
-        async with replay_worker(env.client, books):
-            replays = [
-                replay_of(case_id(run, t.ticket_id), t, books.policy(run), years, window_end)
-                for run, t in pairs
-            ]
-            ends = await run_replays(env, replays, finished)
+        with fewer_collections():
+            async with replay_worker(env.client, books):
+                replays = [
+                    replay_of(case_id(run, t.ticket_id), t, books.policy(run), years, window_end)
+                    for run, t in pairs
+                ]
+                ends = await run_replays(env, replays, finished)
     finally:
         await env.shutdown()
     return ShardResult(years=years, ends=ends, books=books.cases)
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector run less often while a shard replays. A replay allocates by the
+    thousand and reference counting frees nearly all of it, yet at the default thresholds the collector
+    ran about 600 times over a shard of 250 replays, for 5% of the process's CPU (0.44-0.49 s of
+    8.0-9.3 s); at these, 8 times and 0.11-0.13 s."""
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 50, 1_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class _Tally:

@@ -5,6 +5,7 @@ file is shared out over servers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
@@ -16,7 +17,7 @@ from activities.case_store import CaseChanges
 from simulator.books import Books, case_id
 from simulator.from_db import tickets_from_db
 from simulator.replay import HORIZON, Replayed
-from simulator.run import replay_shard, replay_worker, run_replays, simulate, split
+from simulator.run import fewer_collections, replay_shard, replay_worker, run_replays, simulate, split
 from simulator.sample import month_of_tickets
 from simulator.schedule import AFTER_ENGAGEMENT, replay_of
 from simulator.tickets import RecordedTicket
@@ -248,6 +249,13 @@ def test_the_sample_works_every_p1_to_its_resolution_and_updates_its_customer_al
         told = [engaged, *t.customer_updates, t.resolved_at]
         assert max(b - a for a, b in pairwise(told)) <= timedelta(minutes=35), t.ticket_id
     assert sum(1 for t in month if t.resolved_at is None) >= 30
+
+
+def test_a_shard_runs_the_garbage_collector_less_often_and_leaves_it_as_it_found_it() -> None:
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold()[0] >= 50 * before[0]
+    assert gc.get_threshold() == before
 
 
 def test_a_large_file_is_split_into_even_shards_in_whole_rounds_of_the_processes() -> None:
