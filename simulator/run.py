@@ -201,10 +201,9 @@ async def replay_shard(
 
 @contextlib.contextmanager
 def fewer_collections() -> Iterator[None]:
-    """The cyclic garbage collector run less often while a shard replays. A replay allocates by the
-    thousand and reference counting frees nearly all of it, yet at the default thresholds the collector
-    ran about 600 times over a shard of 250 replays, for 5% of the process's CPU (0.44-0.49 s of
-    8.0-9.3 s); at these, 8 times and 0.11-0.13 s."""
+    """The cyclic garbage collector run less often while a shard replays: reference counting frees
+    nearly all of a replay's garbage, and at the default thresholds the collector ran about 600 times
+    a shard (docs/performance.md)."""
     before = gc.get_threshold()
     gc.set_threshold(50_000, 50, 1_000)
     try:
