@@ -228,17 +228,31 @@ class CaseStore:
         return inserted
 
     async def _store(self, c: CaseChanges) -> tuple[int, list[str]]:
-        """(new timeline entries, keys of notifications still to deliver)."""
+        """(new timeline entries, keys of notifications still to deliver). Stored first without a
+        savepoint around each row, two round trips fewer a row; a batch PostgreSQL refuses for its data
+        is stored again, row by row in savepoints, each refused row in a safe form."""
         bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
+        try:
+            return await self._store_batch(c, bound, careful=False)
+        except asyncpg.DataError:
+            return await self._store_batch(c, bound, careful=True)
+
+    async def _store_batch(
+        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger, *, careful: bool
+    ) -> tuple[int, list[str]]:
         damaged: list[str] = []
         inserted = 0
+
+        async def attempt(conn: Connection, sql: str, row: tuple[Any, ...]) -> tuple[str, str | None]:
+            return await _attempt(conn, sql, row) if careful else (await conn.execute(sql, *row), None)
+
         async with self._pool.acquire() as conn, conn.transaction():
-            _, refused = await _attempt(conn, _UPSERT_CASE, _case_row(c))
+            _, refused = await attempt(conn, _UPSERT_CASE, _case_row(c))
             if refused:
                 damaged.append(f"case row: {refused}")
                 await conn.execute(_UPSERT_CASE, *_case_row(c, snapshot="{}"))
             for e in c.events:
-                status, refused = await _attempt(conn, _INSERT_EVENT, _event_row(c, e))
+                status, refused = await attempt(conn, _INSERT_EVENT, _event_row(c, e))
                 if refused:
                     damaged.append(f"entry {e.seq}: {refused}")
                     status = await conn.execute(_INSERT_EVENT, *_event_row(c, e, refused))
@@ -247,7 +261,7 @@ class CaseStore:
                     await conn.execute(_INSERT_SLA_EVENT, *row)
             for t in c.tickets:
                 await conn.execute(_INSERT_TICKET, *_ticket_row(t))
-            await write_outbox(conn, c.notifications, bound)
+            await write_outbox(conn, c.notifications, bound, careful=careful)
             keys = [n.dedupe_key for n in c.notifications]
             pending = {r["dedupe_key"] for r in await conn.fetch(PENDING_KEYS, keys)} if keys else set()
         if damaged:

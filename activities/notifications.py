@@ -237,11 +237,19 @@ def outbox_row(n: Notification, bound: structlog.typing.FilteringBoundLogger) ->
 
 
 async def write_outbox(
-    conn: Connection, batch: list[Notification], bound: structlog.typing.FilteringBoundLogger
+    conn: Connection,
+    batch: list[Notification],
+    bound: structlog.typing.FilteringBoundLogger,
+    *,
+    careful: bool = True,
 ) -> None:
     """Every row of `batch` in the outbox (an existing one is kept as it is). A row PostgreSQL refuses
-    for its data is written `failed` with the reason, without its facts, so the case goes on."""
+    for its data is written `failed` with the reason, without its facts, so the case goes on; unless
+    not `careful`, when the refusal is raised, for a caller that stores the batch again carefully."""
     if not batch:
+        return
+    if not careful:
+        await conn.executemany(INSERT_OUTBOX, [outbox_row(n, bound) for n in batch])
         return
     try:
         async with conn.transaction():

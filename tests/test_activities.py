@@ -239,3 +239,27 @@ async def test_a_new_life_of_a_ticket_writes_its_own_rows_and_becomes_the_live_r
         pool, "SELECT life, last_seq FROM cases WHERE workflow_id = $1", f"case-{ticket_id}"
     )
     assert (row["life"], row["last_seq"]) == ("L2", 1)
+
+
+async def test_a_batch_with_a_notification_postgresql_refuses_is_stored_whole(
+    pool: asyncpg.Pool, ticket_id: str
+) -> None:
+    """A batch is first stored without a savepoint a row; refused, it is stored again row by row, so the
+    refused notification is kept `failed` with the reason and everything else as it is."""
+    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="the note")
+    workflow_id = f"case-{ticket_id}"
+    fine, refused = notification(workflow_id, 1), notification(workflow_id, 2)
+    refused.facts["ratio"] = float("nan")
+    batch = changes(ticket_id, "L1", [entry]).model_copy(update={"notifications": [fine, refused]})
+    pending = await ActivityEnvironment().run(CaseStore(pool).record_changes, batch)
+    assert pending == [fine.dedupe_key]
+    assert await count(pool, "case_events", workflow_id) == 1
+    rows = await pool.fetch(
+        "SELECT dedupe_key, state, last_error FROM notifications WHERE workflow_id = $1 ORDER BY seq",
+        workflow_id,
+    )
+    assert [(r["dedupe_key"], r["state"]) for r in rows] == [
+        (fine.dedupe_key, "pending"),
+        (refused.dedupe_key, "failed"),
+    ]
+    assert rows[1]["last_error"].startswith("not storable")
