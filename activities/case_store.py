@@ -228,9 +228,9 @@ class CaseStore:
         return inserted
 
     async def _store(self, c: CaseChanges) -> tuple[int, list[str]]:
-        """(new timeline entries, keys of notifications still to deliver). Stored first without a
-        savepoint around each row, two round trips fewer a row; a batch PostgreSQL refuses for its data
-        is stored again, row by row in savepoints, each refused row in a safe form."""
+        """(new timeline entries, keys of notifications still to deliver). Stored first without the
+        savepoints (two round trips each) around the case row, each entry and the outbox rows; a batch
+        PostgreSQL refuses for its data is stored again with them, each refused row in a safe form."""
         bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
         try:
             return await self._store_batch(c, bound, careful=False)

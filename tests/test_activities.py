@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import asyncpg
 import pytest
@@ -241,25 +242,45 @@ async def test_a_new_life_of_a_ticket_writes_its_own_rows_and_becomes_the_live_r
     assert (row["life"], row["last_seq"]) == ("L2", 1)
 
 
-async def test_a_batch_with_a_notification_postgresql_refuses_is_stored_whole(
-    pool: asyncpg.Pool, ticket_id: str
-) -> None:
+async def test_a_batch_postgresql_refuses_is_stored_again_whole(pool: asyncpg.Pool, ticket_id: str) -> None:
     """A batch is first stored without a savepoint a row; refused, it is stored again row by row, so the
-    refused notification is kept `failed` with the reason and everything else as it is."""
-    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="the note")
+    refused entry is kept escaped with the reason and the rest of the batch as it is."""
+    refused = TimelineEntry(seq=1, at=NOW, type="note", detail="the note", data={"ratio": float("nan")})
     workflow_id = f"case-{ticket_id}"
-    fine, refused = notification(workflow_id, 1), notification(workflow_id, 2)
-    refused.facts["ratio"] = float("nan")
-    batch = changes(ticket_id, "L1", [entry]).model_copy(update={"notifications": [fine, refused]})
+    told = [notification(workflow_id, 2), notification(workflow_id, 3)]
+    batch = changes(ticket_id, "L1", [refused]).model_copy(update={"notifications": told})
     pending = await ActivityEnvironment().run(CaseStore(pool).record_changes, batch)
-    assert pending == [fine.dedupe_key]
-    assert await count(pool, "case_events", workflow_id) == 1
-    rows = await pool.fetch(
-        "SELECT dedupe_key, state, last_error FROM notifications WHERE workflow_id = $1 ORDER BY seq",
-        workflow_id,
-    )
-    assert [(r["dedupe_key"], r["state"]) for r in rows] == [
-        (fine.dedupe_key, "pending"),
-        (refused.dedupe_key, "failed"),
-    ]
-    assert rows[1]["last_error"].startswith("not storable")
+    assert pending == [n.dedupe_key for n in told]
+    entry = await fetch_one(pool, "SELECT * FROM case_events WHERE workflow_id = $1", workflow_id)
+    assert entry["storage_error"] and "invalid input syntax for type json" in entry["storage_error"]
+    assert await count(pool, "notifications", workflow_id) == 2
+
+
+class _Statements(asyncpg.Connection):
+    """A real connection that keeps the simple statements it sends (BEGIN, SAVEPOINT, COMMIT)."""
+
+    sent: ClassVar[list[str]] = []
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        if not args:
+            self.sent.append(query.split()[0].rstrip(";").upper())
+        return await super().execute(query, *args, timeout=timeout)
+
+
+@pytest.mark.parametrize(("refused", "savepoints"), [(False, False), (True, True)])
+async def test_a_batch_takes_savepoints_only_once_postgresql_refused_it(
+    pool: asyncpg.Pool, database_url: str, ticket_id: str, refused: bool, savepoints: bool
+) -> None:
+    """`pool` has migrated the database; this test watches a pool of its own."""
+    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="the note", data={"ratio": 1.5})
+    if refused:
+        entry.data["ratio"] = float("nan")
+    watched = await asyncpg.create_pool(database_url, min_size=1, max_size=1, connection_class=_Statements)
+    assert watched is not None
+    _Statements.sent = []
+    try:
+        await ActivityEnvironment().run(CaseStore(watched).record_changes, changes(ticket_id, "L1", [entry]))
+    finally:
+        await watched.close()
+    assert ("SAVEPOINT" in _Statements.sent) is savepoints
+    assert _Statements.sent.count("BEGIN") == (2 if refused else 1)
