@@ -244,8 +244,8 @@ async def write_outbox(
     careful: bool = True,
 ) -> None:
     """Every row of `batch` in the outbox (an existing one is kept as it is). A row PostgreSQL refuses
-    for its data is written `failed` with the reason, without its facts, so the case goes on; unless
-    not `careful`, when the refusal is raised, for a caller that stores the batch again carefully."""
+    for its data is written `failed` with the reason, without its facts, so the case goes on. Not
+    `careful`, the refusal is raised instead, to a caller that stores its whole batch again carefully."""
     if not batch:
         return
     if not careful:

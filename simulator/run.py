@@ -201,7 +201,7 @@ async def replay_shard(
 
 @contextlib.contextmanager
 def fewer_collections() -> Iterator[None]:
-    """The cyclic garbage collector run less often while a shard replays: reference counting frees
+    """Run the cyclic garbage collector less often while a shard replays: reference counting frees
     nearly all of a replay's garbage, and at the default thresholds the collector ran about 600 times
     a shard (docs/performance.md)."""
     before = gc.get_threshold()
