@@ -188,9 +188,13 @@ def _ticket_row(t: TechLeadTicket) -> tuple[Any, ...]:
     )
 
 
-async def _attempt(conn: Connection, sql: str, row: tuple[Any, ...]) -> tuple[str, str | None]:
-    """Run `sql` in a savepoint: (its status, None), or ("", why) when PostgreSQL refuses the data,
-    which no retry fixes."""
+async def _attempt(
+    conn: Connection, sql: str, row: tuple[Any, ...], *, careful: bool
+) -> tuple[str, str | None]:
+    """Run `sql`: (its status, None). `careful`, in a savepoint, and ("", why) when PostgreSQL refuses
+    the data, which no retry fixes; not careful, the refusal is raised."""
+    if not careful:
+        return await conn.execute(sql, *row), None
     try:
         async with conn.transaction():
             return await conn.execute(sql, *row), None
@@ -242,17 +246,13 @@ class CaseStore:
     ) -> tuple[int, list[str]]:
         damaged: list[str] = []
         inserted = 0
-
-        async def attempt(conn: Connection, sql: str, row: tuple[Any, ...]) -> tuple[str, str | None]:
-            return await _attempt(conn, sql, row) if careful else (await conn.execute(sql, *row), None)
-
         async with self._pool.acquire() as conn, conn.transaction():
-            _, refused = await attempt(conn, _UPSERT_CASE, _case_row(c))
+            _, refused = await _attempt(conn, _UPSERT_CASE, _case_row(c), careful=careful)
             if refused:
                 damaged.append(f"case row: {refused}")
                 await conn.execute(_UPSERT_CASE, *_case_row(c, snapshot="{}"))
             for e in c.events:
-                status, refused = await attempt(conn, _INSERT_EVENT, _event_row(c, e))
+                status, refused = await _attempt(conn, _INSERT_EVENT, _event_row(c, e), careful=careful)
                 if refused:
                     damaged.append(f"entry {e.seq}: {refused}")
                     status = await conn.execute(_INSERT_EVENT, *_event_row(c, e, refused))

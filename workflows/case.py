@@ -766,27 +766,24 @@ class CaseWorkflow(CaseActions):
         clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         if not self._journal.beside:
             await self._drain()
-            self._continue(
-                CarriedCase(
-                    status=self.case,
-                    policy=self.policy,
-                    seq=self._journal.seq,
-                    answered=self._answered_ids[-ANSWERED_KEPT:],
-                )
-            )
+            self._continue(self._carried(Unwritten()))
         if not workflow.all_handlers_finished():
             return
-        carried = CarriedCase(
-            status=self.case,
-            policy=self.policy,
-            seq=self._journal.seq,
-            unwritten=self._journal.hand_on(),
-            answered=self._answered_ids[-ANSWERED_KEPT:],
-        )
+        carried = self._carried(self._journal.hand_on())
         if len(carried.unwritten.model_dump_json()) > HAND_ON_BYTES:
             workflow.logger.warning("continue-as-new postponed: a large backlog is still to be stored")
             return
         self._continue(carried)
+
+    def _carried(self, unwritten: Unwritten) -> CarriedCase:
+        """What the next run starts from, with the changes still to be stored."""
+        return CarriedCase(
+            status=self.case,
+            policy=self.policy,
+            seq=self._journal.seq,
+            unwritten=unwritten,
+            answered=self._answered_ids[-ANSWERED_KEPT:],
+        )
 
     def _continue(self, carried: CarriedCase) -> NoReturn:
         workflow.logger.info(
