@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.database import Connection
-from activities.notifications import PENDING_KEYS, Notification, write_outbox
+from activities.notifications import PENDING_KEYS, Notification, outbox_row, write_outbox
 from workflows.models import CaseStatus, Priority, SlaClockEvent, TimelineEntry
 from workflows.safe_text import clipped, one_line, storable
 from workflows.sla import events_in
@@ -188,18 +188,77 @@ def _ticket_row(t: TechLeadTicket) -> tuple[Any, ...]:
     )
 
 
-async def _attempt(
-    conn: Connection, sql: str, row: tuple[Any, ...], *, careful: bool
-) -> tuple[str, str | None]:
-    """Run `sql`: (its status, None). `careful`, in a savepoint, and ("", why) when PostgreSQL refuses
-    the data, which no retry fixes; not careful, the refusal is raised."""
-    if not careful:
-        return await conn.execute(sql, *row), None
+async def _attempt(conn: Connection, sql: str, row: tuple[Any, ...]) -> tuple[str, str | None]:
+    """Run `sql` in a savepoint: (its status, None), or ("", why) when PostgreSQL refuses the data,
+    which no retry fixes."""
     try:
         async with conn.transaction():
             return await conn.execute(sql, *row), None
     except asyncpg.DataError as err:
         return "", one_line(f"{type(err).__name__}: {err}", 500)
+
+
+def _unnest(types: tuple[str, ...], first: int) -> str:
+    """`unnest` over one array parameter a column, numbered from `first`, typed as the table's columns."""
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types)) + ")"
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """`rows` as one list a column, the form `unnest` takes them in."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+_EVENT_TYPES = ("text", "text", "int", "timestamptz", "text", "text", "text", "jsonb", "text")
+_SLA_TYPES = (
+    "text", "text", "bigint", "text", "text", "timestamptz", "int", "text", "timestamptz", "interval",
+    "interval", "timestamptz", "bool",
+)  # fmt: skip
+_TICKET_TYPES = ("text", "text", "text", "int", "text", "text", "text", "text", "timestamptz")
+_OUTBOX_TYPES = (
+    "text", "text", "int", "text", "text", "text", "text", "text", "text", "text", "jsonb", "text", "text",
+    "text",
+)  # fmt: skip
+_CASE_WIDTH = 20
+_FIRST_EVENT = _CASE_WIDTH + 1
+_FIRST_SLA = _FIRST_EVENT + len(_EVENT_TYPES)
+_FIRST_TICKET = _FIRST_SLA + len(_SLA_TYPES)
+_FIRST_OUTBOX = _FIRST_TICKET + len(_TICKET_TYPES)
+
+_STORE_AT_ONCE = f"""
+WITH case_row AS ({_UPSERT_CASE}),
+entries AS (
+    INSERT INTO case_events (workflow_id, life, seq, at, type, actor, detail, data, storage_error)
+    SELECT * FROM {_unnest(_EVENT_TYPES, _FIRST_EVENT)}
+    ON CONFLICT (workflow_id, life, seq) DO NOTHING RETURNING 1
+),
+sla AS (
+    INSERT INTO sla_events (workflow_id, life, seq, clock, event, at, engagement, level, starts_at,
+        target, paused, due_at, late)
+    SELECT * FROM {_unnest(_SLA_TYPES, _FIRST_SLA)}
+    ON CONFLICT (workflow_id, life, seq, clock) DO NOTHING
+),
+tickets AS (
+    INSERT INTO escalations (ticket_key, workflow_id, life, engagement, level, priority, assignee,
+        reason, raised_at)
+    SELECT * FROM {_unnest(_TICKET_TYPES, _FIRST_TICKET)}
+    ON CONFLICT DO NOTHING
+),
+outbox AS (
+    INSERT INTO notifications (dedupe_key, workflow_id, seq, kind, channel, role, recipient, subject,
+        body, html, facts, state, last_error, life)
+    SELECT * FROM {_unnest(_OUTBOX_TYPES, _FIRST_OUTBOX)}
+    ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, state
+)
+SELECT (SELECT count(*) FROM entries) AS inserted, ARRAY(
+    SELECT dedupe_key FROM outbox WHERE state = 'pending'
+    UNION
+    SELECT dedupe_key FROM notifications
+    WHERE dedupe_key = ANY(${_FIRST_OUTBOX}::text[]) AND state = 'pending'
+) AS pending
+"""
+"""A whole batch in one statement, one round trip: its own transaction, all of it or none. Its
+sub-statements share one snapshot, so the notifications still pending are those it inserted pending and
+those that were pending before it."""
 
 
 class CaseStore:
@@ -232,27 +291,48 @@ class CaseStore:
         return inserted
 
     async def _store(self, c: CaseChanges) -> tuple[int, list[str]]:
-        """(new timeline entries, keys of notifications still to deliver). Stored first without the
-        savepoints (two round trips each) around the case row, each entry and the outbox rows; a batch
-        PostgreSQL refuses for its data is stored again with them, each refused row in a safe form."""
+        """(new timeline entries, keys of notifications still to deliver). Stored in one statement; a
+        batch PostgreSQL refuses for its data is stored again row by row, each row in a savepoint (two
+        round trips), each refused row in a safe form."""
         bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
         try:
-            return await self._store_batch(c, bound, careful=False)
+            inserted, pending = await self._store_at_once(c, bound)
         except asyncpg.DataError:
-            return await self._store_batch(c, bound, careful=True)
+            inserted, pending = await self._store_row_by_row(c, bound)
+        bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
+        keys = [n.dedupe_key for n in c.notifications]
+        return inserted, [k for k in keys if k in pending]
 
-    async def _store_batch(
-        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger, *, careful: bool
-    ) -> tuple[int, list[str]]:
+    async def _store_at_once(
+        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger
+    ) -> tuple[int, set[str]]:
+        events = [_event_row(c, e) for e in c.events]
+        sla = [row for e in c.events for row in _sla_rows(c, e)]
+        tickets = [_ticket_row(t) for t in c.tickets]
+        outbox = [outbox_row(n, bound) for n in c.notifications]
+        row = await self._pool.fetchrow(
+            _STORE_AT_ONCE,
+            *_case_row(c),
+            *_columns(events, len(_EVENT_TYPES)),
+            *_columns(sla, len(_SLA_TYPES)),
+            *_columns(tickets, len(_TICKET_TYPES)),
+            *_columns(outbox, len(_OUTBOX_TYPES)),
+        )
+        assert row is not None
+        return row["inserted"], set(row["pending"])
+
+    async def _store_row_by_row(
+        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger
+    ) -> tuple[int, set[str]]:
         damaged: list[str] = []
         inserted = 0
         async with self._pool.acquire() as conn, conn.transaction():
-            _, refused = await _attempt(conn, _UPSERT_CASE, _case_row(c), careful=careful)
+            _, refused = await _attempt(conn, _UPSERT_CASE, _case_row(c))
             if refused:
                 damaged.append(f"case row: {refused}")
                 await conn.execute(_UPSERT_CASE, *_case_row(c, snapshot="{}"))
             for e in c.events:
-                status, refused = await _attempt(conn, _INSERT_EVENT, _event_row(c, e), careful=careful)
+                status, refused = await _attempt(conn, _INSERT_EVENT, _event_row(c, e))
                 if refused:
                     damaged.append(f"entry {e.seq}: {refused}")
                     status = await conn.execute(_INSERT_EVENT, *_event_row(c, e, refused))
@@ -261,13 +341,12 @@ class CaseStore:
                     await conn.execute(_INSERT_SLA_EVENT, *row)
             for t in c.tickets:
                 await conn.execute(_INSERT_TICKET, *_ticket_row(t))
-            await write_outbox(conn, c.notifications, bound, careful=careful)
+            await write_outbox(conn, c.notifications, bound)
             keys = [n.dedupe_key for n in c.notifications]
             pending = {r["dedupe_key"] for r in await conn.fetch(PENDING_KEYS, keys)} if keys else set()
         if damaged:
             bound.error("stored in a safe form after a data error", damaged=damaged)
-        bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
-        return inserted, [k for k in keys if k in pending]
+        return inserted, pending
 
     @activity.defn
     async def open_tech_lead_ticket(self, ticket: TechLeadTicket) -> bool:

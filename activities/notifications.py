@@ -237,19 +237,11 @@ def outbox_row(n: Notification, bound: structlog.typing.FilteringBoundLogger) ->
 
 
 async def write_outbox(
-    conn: Connection,
-    batch: list[Notification],
-    bound: structlog.typing.FilteringBoundLogger,
-    *,
-    careful: bool = True,
+    conn: Connection, batch: list[Notification], bound: structlog.typing.FilteringBoundLogger
 ) -> None:
     """Every row of `batch` in the outbox (an existing one is kept as it is). A row PostgreSQL refuses
-    for its data is written `failed` with the reason, without its facts, so the case goes on. Not
-    `careful`, the refusal is raised instead, to a caller that stores its whole batch again carefully."""
+    for its data is written `failed` with the reason, without its facts, so the case goes on."""
     if not batch:
-        return
-    if not careful:
-        await conn.executemany(INSERT_OUTBOX, [outbox_row(n, bound) for n in batch])
         return
     try:
         async with conn.transaction():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import asyncpg
@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
 from activities.notifications import Message, Notification, Notifier
 from tests.cases import ticket
-from workflows.models import CaseStatus, Phase, Priority, TimelineEntry
+from workflows.models import CaseStatus, Phase, Priority, SlaClockEvent, SlaEventKind, TimelineEntry
 from workflows.policy import Role
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -257,30 +257,83 @@ async def test_a_batch_postgresql_refuses_is_stored_again_whole(pool: asyncpg.Po
 
 
 class _Statements(asyncpg.Connection):
-    """A real connection that keeps the simple statements it sends (BEGIN, SAVEPOINT, COMMIT)."""
+    """A real connection that keeps the first word of every statement it is asked to run."""
 
     sent: ClassVar[list[str]] = []
 
+    def _keep(self, query: str) -> None:
+        self.sent.append(query.split()[0].rstrip(";").upper())
+
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
-        if not args:
-            self.sent.append(query.split()[0].rstrip(";").upper())
+        self._keep(query)
         return await super().execute(query, *args, timeout=timeout)
 
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
+        self._keep(command)
+        return await super().executemany(command, args, timeout=timeout)
 
-@pytest.mark.parametrize(("refused", "savepoints"), [(False, False), (True, True)])
-async def test_a_batch_takes_savepoints_only_once_postgresql_refused_it(
-    pool: asyncpg.Pool, database_url: str, ticket_id: str, refused: bool, savepoints: bool
+    async def fetch(
+        self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None
+    ) -> Any:
+        self._keep(query)
+        return await super().fetch(query, *args, timeout=timeout, record_class=record_class)
+
+    async def fetchrow(
+        self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None
+    ) -> Any:
+        self._keep(query)
+        return await super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
+
+
+async def _kept_as_it_is(conn: asyncpg.Connection) -> None:
+    """As the worker's pool hands a connection back: without asyncpg's reset statements."""
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_a_batch_is_one_statement_until_postgresql_refuses_it(
+    pool: asyncpg.Pool, database_url: str, ticket_id: str, refused: bool
 ) -> None:
-    """`pool` has migrated the database; this test watches a pool of its own."""
-    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="the note", data={"ratio": 1.5})
-    if refused:
-        entry.data["ratio"] = float("nan")
-    watched = await asyncpg.create_pool(database_url, min_size=1, max_size=1, connection_class=_Statements)
+    """A clean batch (an entry with its SLA rows, a Tech Lead ticket, two notifications) is one statement,
+    one round trip; a refused one is stored again in a transaction, each row in a savepoint. Stored twice,
+    as a retry would, and watched the second time (the first also reads the array types once a
+    connection). `pool` has migrated the database; this test watches a pool of its own."""
+    workflow_id = f"case-{ticket_id}"
+    started = SlaClockEvent(
+        clock="escalation", event=SlaEventKind.START, starts_at=NOW, target=timedelta(hours=1), due_at=NOW
+    )
+    entry = TimelineEntry(
+        seq=1,
+        at=NOW,
+        type="sla_clock",
+        detail="engagement clock started",
+        data={
+            "ratio": float("nan") if refused else 1.5,
+            "event": "start",
+            "clocks": [started.model_dump(mode="json")],
+        },
+    )
+    raised = TechLeadTicket(
+        ticket_key=f"tl-{ticket_id}", workflow_id=workflow_id, life="L1", engagement=1, level="tech_lead",
+        priority=Priority.P2, assignee="lead@example.com", reason="unresolved", raised_at=NOW,
+    )  # fmt: skip
+    told = [notification(workflow_id, 2), notification(workflow_id, 3)]
+    batch = changes(ticket_id, "L1", [entry]).model_copy(update={"tickets": [raised], "notifications": told})
+    watched = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=1, connection_class=_Statements, reset=_kept_as_it_is
+    )
     assert watched is not None
-    _Statements.sent = []
     try:
-        await ActivityEnvironment().run(CaseStore(watched).record_changes, changes(ticket_id, "L1", [entry]))
+        await ActivityEnvironment().run(CaseStore(watched).record_changes, batch)
+        _Statements.sent = []
+        pending = await ActivityEnvironment().run(CaseStore(watched).record_changes, batch)
     finally:
         await watched.close()
-    assert ("SAVEPOINT" in _Statements.sent) is savepoints
-    assert _Statements.sent.count("BEGIN") == (2 if refused else 1)
+    assert pending == [n.dedupe_key for n in told]
+    assert await count(pool, "notifications", workflow_id) == 2
+    assert await count(pool, "escalations", workflow_id) == 1
+    assert await count(pool, "sla_events", workflow_id) == 1
+    if refused:
+        assert _Statements.sent[0] == "WITH" and "SAVEPOINT" in _Statements.sent
+        assert _Statements.sent[1:].count("BEGIN") == 1
+    else:
+        assert _Statements.sent == ["WITH"]
