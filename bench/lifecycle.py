@@ -6,7 +6,9 @@ Both run on the same dev server, each kind's worker in a process of its own (`wo
 default policy, and `bench.bare`), the clients in this one, in interleaved rounds: `--cases` bare workflows at
 once (5 activities and 1 signal), then `--cases` P1 lifecycles at once (open, contact, two milestones,
 resolve, the system's follow-up, confirm, each action an update), and again. Prints each kind's rate and
-the lifecycle's rate as a multiple of the bare workflow's.
+the lifecycle's rate as a multiple of the bare workflow's, and the CPU each kind costs its worker, the
+dev server, PostgreSQL and the clients, a workflow: on a machine whose cores are all busy, those are what
+bound the rates.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.bare import BareWorkflow
-from bench.stack import PROJECT, bench_stack, header
+from bench.stack import PROJECT, bench_stack, header, process_cpu
 from stack.cases import open_case, update_action
 from stack.samples import ticket
 from workflows.rules import Refused
@@ -81,6 +83,14 @@ async def timed(n: int, one: Any) -> float:
     return time.perf_counter() - started
 
 
+SIDES = ("worker", "server", "postgres", "client")
+
+
+def cpu(pids: dict[str, int]) -> dict[str, float]:
+    """The clients are this process alone; its children are the servers and workers."""
+    return {side: process_cpu(pid, children=side != "client") for side, pid in pids.items()}
+
+
 async def main(cases: int, rounds: int) -> None:
     async with bench_stack() as stack:
         client, queue = stack.env.client, "bench-lifecycle"
@@ -98,10 +108,20 @@ async def main(cases: int, rounds: int) -> None:
             for command in (cases_worker, bare_worker)
         ]
         spent = {"bare": 0.0, "lifecycle": 0.0}
+        busy = {kind: dict.fromkeys(SIDES, 0.0) for kind in spent}
+        shared = {"server": stack.server_pid, "postgres": stack.postgres_pid, "client": os.getpid()}
+        runs = {
+            "bare": (lambda: bare(client, f"{queue}-bare"), workers[1].pid),
+            "lifecycle": (lambda: lifecycle(client, queue), workers[0].pid),
+        }
         try:
             for _ in range(rounds):
-                spent["bare"] += await timed(cases, lambda: bare(client, f"{queue}-bare"))
-                spent["lifecycle"] += await timed(cases, lambda: lifecycle(client, queue))
+                for kind, (one, worker_pid) in runs.items():
+                    pids = shared | {"worker": worker_pid}
+                    before = cpu(pids)
+                    spent[kind] += await timed(cases, one)
+                    for side, seconds in cpu(pids).items():
+                        busy[kind][side] += seconds - before[side]
         finally:
             for process in workers:
                 process.terminate()
@@ -116,6 +136,9 @@ async def main(cases: int, rounds: int) -> None:
         f"{rate['lifecycle']:.1f} cases/s"
     )
     print(f"lifecycle rate / bare rate: {rate['lifecycle'] / rate['bare']:.2f}x")
+    print(f"CPU a workflow, ms ({' / '.join(SIDES)}):")
+    for kind, sides in busy.items():
+        print(f"  {kind}: " + " / ".join(f"{1000 * sides[side] / total:.0f}" for side in SIDES))
     ms = sorted(x * 1000 for x in LATENCIES)
     print(
         f"lifecycle updates ({cases} cases at once): {len(ms)}, p50 {statistics.median(ms):.0f} ms, "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 from temporalio.testing import WorkflowEnvironment
 
 from activities.database import connect, migrate
@@ -31,6 +32,8 @@ class BenchStack:
     pool: asyncpg.Pool
     database_url: str
     temporal_address: str
+    server_pid: int
+    postgres_pid: int
 
 
 def free_port() -> int:
@@ -52,7 +55,8 @@ async def bench_stack(pool_size: int = 20) -> AsyncIterator[BenchStack]:
         port = free_port()
         env = await start_dev_server(None, port=port, ui=False)
         try:
-            yield BenchStack(env, pool, url, f"127.0.0.1:{port}")
+            server, postgres = _started("start-dev", f"--port {port}"), _started(str(Path(tmp) / "pg"))
+            yield BenchStack(env, pool, url, f"127.0.0.1:{port}", server, postgres)
         finally:
             await env.shutdown()
             await pool.close()
@@ -63,6 +67,28 @@ def header() -> None:
     module = Path(sys.argv[0]).stem
     print(f"command: python -m bench.{module} {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+
+
+def _started(*words: str) -> int:
+    """The process whose command line holds all of `words`."""
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if all(w in line for w in words):
+            return p.pid
+    raise LookupError(f"no process with {words} in its command line")
+
+
+def process_cpu(pid: int, *, children: bool = True) -> float:
+    """CPU seconds of a process, all threads, and of its living children (PostgreSQL's backends, say)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in (root, *(root.children(recursive=True) if children else ())):
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def cpu_seconds() -> float:
