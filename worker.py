@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 import uvicorn
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import (
     RestrictedWorkflowAccessError,
     SandboxedWorkflowRunner,
@@ -51,16 +51,11 @@ from workflows.standup import StandupDigestWorkflow
 
 log = structlog.get_logger("worker")
 
-# Loaded once and shared by every workflow run instead of re-imported into each run's sandbox: the
-# deterministic libraries the models use, and the project's own workflow and activity modules (the
-# sandbox re-executing them per case cost more CPU than anything else a case did; docs/performance.md).
-# A module passed through is not checked: the sandbox cannot see a call its code makes through its own
-# imports, so the project's code is checked by the strict sandbox the tests run it in instead.
+# What the strict sandbox shares with the host rather than importing into each run: the deterministic
+# libraries the models use, and the models and the policy, which the data converter and the activities
+# build outside the sandbox, and the activities the workflows call.
 LIBRARIES = ("pydantic", "pydantic_core", "email_validator", "idna", "annotated_types", "opentelemetry")
-# What the strict sandbox shares with the host all the same: the models and the policy, which the data
-# converter and the activities build outside the sandbox, and the activities the workflows call.
 SHARED = ("workflows.models", "workflows.policy", "activities")
-PASSTHROUGH = (*LIBRARIES, *SHARED, "workflows")
 # On a strict worker, a restricted call fails the workflow at once, with the sandbox's message, rather
 # than its task again and again until a test times out.
 STRICT_FAILURES: tuple[type[BaseException], ...] = (RestrictedWorkflowAccessError,)
@@ -74,17 +69,18 @@ def pin_zone_rules() -> None:
     zoneinfo.reset_tzpath(to=[])
 
 
-def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
-    """The sandbox every worker uses, and the replay tests too, so a replay runs what workers run.
+def workflow_runner(*, strict: bool = False) -> WorkflowRunner:
+    """How cases run: unsandboxed on workers, in the strict sandbox in the tests and the replay tests.
 
-    `strict` passes through the libraries and `SHARED` only, so the workflows' own modules are imported
-    into the sandbox, and a call they make that the sandbox restricts (the wall clock, randomness, the
-    standard library's file and network calls) fails the workflow task (`build_worker` fails the case).
-    The tests run their cases this way, and replay every recorded history both ways. Workers pass the
-    project through, for speed."""
-    modules = (*LIBRARIES, *SHARED) if strict else PASSTHROUGH
+    `strict` imports the workflows' own modules into the sandbox, so a call they make that it restricts
+    (the wall clock, randomness, the standard library's file and network calls) fails the workflow task
+    (`build_worker` fails the case). The tests run their cases this way and replay every recorded history
+    both ways. Workers run unsandboxed: a sandbox that passed the project through, as they used to, no
+    longer checked its code, and still cost a fifth of the worker's CPU a case (docs/performance.md)."""
+    if not strict:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*LIBRARIES, *SHARED)
     )
 
 

@@ -274,15 +274,13 @@ def _shard_in_child(pairs: Sequence[Pair], policies: dict[str, Policy], window_e
 
 
 def replay_worker(client: Client, books: Books, *, cached_cases: int = 10_000) -> Worker:
-    """The case workflow as production runs it, with its recorded actions played from inside and the books
-    for activities, and unsandboxed: the tests check the case's code in the strict sandbox
-    (`worker.workflow_runner`), and re-creating a sandbox for each of thousands of short runs would cost
-    a third of the simulation's time. In the SDK's debug mode each activation runs on the worker's own
-    event loop instead of being handed to a thread and back: the replays are all CPU in one process, so
-    the hand-off only costs (a quarter of the time on 200 tickets). It gives up the SDK's deadlock
-    check: a case stuck in a loop (a bug) now holds its shard, where the check would have failed its
-    task again and again. `cached_cases` below the replays in flight makes the worker replay cases from
-    their histories (the tests do, to show their writes are kept once)."""
+    """The case workflow as production runs it, unsandboxed (`worker.workflow_runner`), with its recorded
+    actions played from inside and the books for activities. In the SDK's debug mode each activation
+    runs on the worker's own event loop instead of being handed to a thread and back: the replays are
+    all CPU in one process, so the hand-off only costs (a quarter of the time on 200 tickets). It gives
+    up the SDK's deadlock check: a case stuck in a loop (a bug) now holds its shard, where the check would
+    have failed its task again and again. `cached_cases` below the replays in flight makes the worker
+    replay cases from their histories (the tests do, to show their writes are kept once)."""
     return Worker(
         client,
         task_queue=TASK_QUEUE,

@@ -1,10 +1,10 @@
 """Safe deploys: recorded histories of real cases replay against the current workflow code.
 
 A change that would make a running case take a different path fails here, in CI, before it ships. Each
-history replays both in the workers' sandbox and in the strict one the tests run their cases in, with the
-workflows' own modules imported into it, so a workflow that reads the wall clock, draws a random number
-or calls the file system fails here too: the workers pass the project's modules through their sandbox
-for speed, and a module passed through is not checked.
+history replays both as workers run it (unsandboxed) and in the strict sandbox the tests run their cases
+in, with the workflows' own modules imported into it, so a workflow that reads the wall clock, draws a
+random number or calls the file system fails here too: workers run unsandboxed, for speed, and check
+none of it.
 Refresh the recordings with `python -m tests.histories.record` (see the README).
 """
 
@@ -30,7 +30,7 @@ def test_the_representative_cases_are_recorded() -> None:
     assert {"p1_acknowledged_and_updated", "raised_to_p1_while_queued", "updates_on_the_dev_server"} <= names
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["workers-sandbox", "strict-sandbox"])
+@pytest.mark.parametrize("strict", [False, True], ids=["workers", "strict-sandbox"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_recorded_case_replays(path: Path, strict: bool) -> None:
     workflow_id = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"].get(
