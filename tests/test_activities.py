@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
 from activities.notifications import Message, Notification, Notifier
+from activities.policy_source import PolicySource
 from tests.cases import ticket
 from workflows.models import CaseStatus, Phase, Priority, SlaClockEvent, SlaEventKind, TimelineEntry
-from workflows.policy import Role
+from workflows.policy import DEFAULT_POLICY_FILE, Role
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -337,3 +340,22 @@ async def test_a_batch_is_one_statement_until_postgresql_refuses_it(
         assert _Statements.sent[1:].count("BEGIN") == 1
     else:
         assert _Statements.sent == ["WITH"]
+
+
+async def test_an_edited_policy_file_applies_to_the_next_case_and_a_broken_one_fails_until_mended(
+    tmp_path: Path,
+) -> None:
+    """The snapshot a new case starts with is read from the file each time, without a restart; a broken
+    edit fails it (Temporal retries the snapshot) until the file is mended."""
+    path = tmp_path / "policy.toml"
+    text = DEFAULT_POLICY_FILE.read_text()
+    path.write_text(text)
+    source, env = PolicySource(path), ActivityEnvironment()
+    assert (await env.run(source.current_policy)).warn_at == 0.75
+    path.write_text(text.replace("warn_at = 0.75", "warn_at = 0.5"))
+    assert (await env.run(source.current_policy)).warn_at == 0.5
+    path.write_text(text.replace("warn_at = 0.75", "warn_at = 7"))
+    with pytest.raises(ValidationError, match="warn_at"):
+        await env.run(source.current_policy)
+    path.write_text(text)
+    assert (await env.run(source.current_policy)).warn_at == 0.75
