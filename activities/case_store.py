@@ -254,11 +254,16 @@ SELECT (SELECT count(*) FROM entries) AS inserted, ARRAY(
     UNION
     SELECT dedupe_key FROM notifications
     WHERE dedupe_key = ANY(${_FIRST_OUTBOX}::text[]) AND state = 'pending'
-) AS pending
+) AS pending, ARRAY(
+    SELECT dedupe_key FROM outbox
+    UNION
+    SELECT dedupe_key FROM notifications WHERE dedupe_key = ANY(${_FIRST_OUTBOX}::text[])
+) AS seen
 """
 """A whole batch in one statement, one round trip: its own transaction, all of it or none. Its
 sub-statements share one snapshot, so the notifications still pending are those it inserted pending and
-those that were pending before it."""
+those that were pending before it; a notification `seen` by neither was inserted by another attempt of
+the same batch that committed while this one waited for it."""
 
 
 class CaseStore:
@@ -319,7 +324,10 @@ class CaseStore:
             *_columns(outbox, len(_OUTBOX_TYPES)),
         )
         assert row is not None
-        return row["inserted"], set(row["pending"])
+        if {n.dedupe_key for n in c.notifications} <= set(row["seen"]):
+            return row["inserted"], set(row["pending"])
+        keys = [n.dedupe_key for n in c.notifications]
+        return row["inserted"], {r["dedupe_key"] for r in await self._pool.fetch(PENDING_KEYS, keys)}
 
     async def _store_row_by_row(
         self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger

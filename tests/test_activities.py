@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,11 +10,12 @@ from typing import Any, ClassVar
 
 import asyncpg
 import pytest
+import structlog
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.case_store import CaseChanges, CaseRecord, CaseStore, TechLeadTicket
-from activities.notifications import Message, Notification, Notifier
+from activities.notifications import INSERT_OUTBOX, Message, Notification, Notifier, outbox_row
 from activities.policy_source import PolicySource
 from tests.cases import ticket
 from workflows.models import CaseStatus, Phase, Priority, SlaClockEvent, SlaEventKind, TimelineEntry
@@ -286,6 +288,31 @@ class _Statements(asyncpg.Connection):
     ) -> Any:
         self._keep(query)
         return await super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
+
+
+_WAITING_FOR_A_LOCK = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+
+
+async def test_an_attempt_that_waited_for_another_of_the_same_batch_still_reports_its_notifications(
+    pool: asyncpg.Pool, database_url: str, ticket_id: str
+) -> None:
+    """Two attempts of one batch at once (a local activity retried while the first still runs): the one
+    that waited for the other's outbox rows to commit still returns them as pending, to deliver."""
+    workflow_id = f"case-{ticket_id}"
+    told = notification(workflow_id, 2)
+    entry = TimelineEntry(seq=1, at=NOW, type="note", detail="the note")
+    batch = changes(ticket_id, "L1", [entry]).model_copy(update={"notifications": [told]})
+    first = await asyncpg.connect(database_url)
+    try:
+        async with first.transaction():
+            await first.execute(INSERT_OUTBOX, *outbox_row(told, structlog.get_logger()))
+            second = asyncio.create_task(ActivityEnvironment().run(CaseStore(pool).record_changes, batch))
+            while not await pool.fetchval(_WAITING_FOR_A_LOCK):
+                assert not second.done(), second.result()
+                await asyncio.sleep(0.01)
+        assert await second == [told.dedupe_key]
+    finally:
+        await first.close()
 
 
 async def _kept_as_it_is(conn: asyncpg.Connection) -> None:
