@@ -159,6 +159,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
         try:
             await serve_sre_tools(serving_too, settings, sre, stack.client, pool)
             await migrate(pool)
+            keep_gauges_current(serving_too, settings, sre, stack.client, pool)
             if demo:
                 from stack.demo import demo_policy, run_demo
 
@@ -207,20 +208,28 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 async def serve_sre_tools(
     stack: AsyncExitStack, settings: Settings, sre: Telemetry, client: Client, pool: asyncpg.Pool
 ) -> None:
-    """The metrics and health port, the gauges, and, for the embedded stack with payload keys, the
-    codec server its Web UI decodes with."""
+    """The metrics and health port and, for the embedded stack with payload keys, the codec server its
+    Web UI decodes with; served before the migrations, which may wait for another worker's."""
     if settings.metrics_port is not None and sre.runtime and sre.sdk_metrics_url:
         app = health_app(client, pool, sre.sdk_metrics_url)
         await stack.enter_async_context(serving(app, settings.metrics_host, settings.metrics_port))
-        gauges = asyncio.create_task(
-            keep_current(sre.runtime.metric_meter, pool, client, settings.gauge_interval)
-        )
-        stack.callback(gauges.cancel)
         log.info("metrics and health", port=settings.metrics_port, host=settings.metrics_host)
     if settings.embedded_temporal and settings.payload_keys:
         app = codec_app_of(settings)
         await stack.enter_async_context(serving(app, settings.codec_host, settings.codec_port))
         log.info("codec server for the Web UI", endpoint=settings.codec_endpoint)
+
+
+def keep_gauges_current(
+    stack: AsyncExitStack, settings: Settings, sre: Telemetry, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The gauges on the metrics port, refreshed from PostgreSQL and visibility once the migrations
+    have made the tables they read."""
+    if settings.metrics_port is not None and sre.runtime and sre.sdk_metrics_url:
+        gauges = asyncio.create_task(
+            keep_current(sre.runtime.metric_meter, pool, client, settings.gauge_interval)
+        )
+        stack.callback(gauges.cancel)
 
 
 def _api_beside(settings: Settings, client: Client, pool: asyncpg.Pool) -> uvicorn.Server:

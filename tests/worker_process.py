@@ -23,12 +23,20 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 @asynccontextmanager
-async def worker_process(env: Mapping[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    """worker.py with `env` over the test's environment; stopped with SIGTERM, and it must exit 0. The
-    relay schedule it made is deleted after it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "worker.py"), env=os.environ | dict(env), cwd=ROOT
-    )
+async def worker_process(
+    env: Mapping[str, str], output: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """worker.py with `env` over the test's environment, its logs in `output` when given; stopped with
+    SIGTERM, and it must exit 0. The relay schedule it made is deleted after it."""
+    with open(output or os.devnull, "w") as logs:  # noqa: ASYNC230 - opened once, before the worker starts
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "worker.py"),
+            env=os.environ | dict(env),
+            cwd=ROOT,
+            stdout=logs if output else None,
+            stderr=asyncio.subprocess.STDOUT if output else None,
+        )
     try:
         yield process
     finally:
