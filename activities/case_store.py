@@ -324,9 +324,9 @@ class CaseStore:
             *_columns(outbox, len(_OUTBOX_TYPES)),
         )
         assert row is not None
-        if {n.dedupe_key for n in c.notifications} <= set(row["seen"]):
-            return row["inserted"], set(row["pending"])
         keys = [n.dedupe_key for n in c.notifications]
+        if set(keys) <= set(row["seen"]):
+            return row["inserted"], set(row["pending"])
         return row["inserted"], {r["dedupe_key"] for r in await self._pool.fetch(PENDING_KEYS, keys)}
 
     async def _store_row_by_row(
