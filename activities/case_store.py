@@ -266,6 +266,11 @@ those that were pending before it; a notification `seen` by neither was inserted
 the same batch that committed while this one waited for it."""
 
 
+async def _still_pending(db: asyncpg.Pool | Connection, keys: list[str]) -> set[str]:
+    """Those of `keys` whose notifications are stored and still to deliver, as committed now."""
+    return {r["dedupe_key"] for r in await db.fetch(PENDING_KEYS, keys)} if keys else set()
+
+
 class CaseStore:
     """Activities over an asyncpg pool; the pool is injected so tests pass a real one."""
 
@@ -327,7 +332,7 @@ class CaseStore:
         keys = [n.dedupe_key for n in c.notifications]
         if set(keys) <= set(row["seen"]):
             return row["inserted"], set(row["pending"])
-        return row["inserted"], {r["dedupe_key"] for r in await self._pool.fetch(PENDING_KEYS, keys)}
+        return row["inserted"], await _still_pending(self._pool, keys)
 
     async def _store_row_by_row(
         self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger
@@ -350,8 +355,7 @@ class CaseStore:
             for t in c.tickets:
                 await conn.execute(_INSERT_TICKET, *_ticket_row(t))
             await write_outbox(conn, c.notifications, bound)
-            keys = [n.dedupe_key for n in c.notifications]
-            pending = {r["dedupe_key"] for r in await conn.fetch(PENDING_KEYS, keys)} if keys else set()
+            pending = await _still_pending(conn, [n.dedupe_key for n in c.notifications])
         if damaged:
             bound.error("stored in a safe form after a data error", damaged=damaged)
         return inserted, pending
