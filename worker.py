@@ -153,11 +153,12 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
         loop.add_signal_handler(sig, stop.set)
 
     sre = telemetry(settings)
+    polling = asyncio.Event()
     async with running_stack(settings, sre) as stack, AsyncExitStack() as serving_too:
         pool = await connect(stack.database_url, max_size=settings.database_pool_size)
         senders = SenderSettings.of(settings).build()
         try:
-            await serve_sre_tools(serving_too, settings, sre, stack.client, pool)
+            await serve_sre_tools(serving_too, settings, sre, stack.client, pool, polling)
             await migrate(pool)
             keep_gauges_current(serving_too, settings, sre, stack.client, pool)
             if demo:
@@ -180,6 +181,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 shutdown_grace=timedelta(seconds=settings.shutdown_grace),
             )
             async with worker:
+                polling.set()
                 log.info(
                     "worker running",
                     task_queue=settings.task_queue,
@@ -191,6 +193,7 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
                 api = _api_beside(settings, stack.client, pool) if demo else None
                 api_task = asyncio.create_task(api.serve()) if api else None
                 await stop.wait()
+                polling.clear()
                 log.info("stopping worker")
                 if demo_task:
                     demo_task.cancel()
@@ -206,12 +209,17 @@ async def serve(settings: Settings, *, demo: bool = False, policy: Policy | None
 
 
 async def serve_sre_tools(
-    stack: AsyncExitStack, settings: Settings, sre: Telemetry, client: Client, pool: asyncpg.Pool
+    stack: AsyncExitStack,
+    settings: Settings,
+    sre: Telemetry,
+    client: Client,
+    pool: asyncpg.Pool,
+    polling: asyncio.Event,
 ) -> None:
     """The metrics and health port and, for the embedded stack with payload keys, the codec server its
     Web UI decodes with; served before the migrations, which may wait for another worker's."""
     if settings.metrics_port is not None and sre.runtime and sre.sdk_metrics_url:
-        app = health_app(client, pool, sre.sdk_metrics_url)
+        app = health_app(client, pool, sre.sdk_metrics_url, polling)
         await stack.enter_async_context(serving(app, settings.metrics_host, settings.metrics_port))
         log.info("metrics and health", port=settings.metrics_port, host=settings.metrics_host)
     if settings.embedded_temporal and settings.payload_keys:

@@ -32,13 +32,13 @@ def migrations() -> list[tuple[int, str, str]]:
 
 async def migrate(pool: asyncpg.Pool) -> list[int]:
     """Apply pending migrations once, even with several workers starting together. A migration may change
-    a session setting, so its connection is reset before the pool lends it again (the pool does not)."""
+    a session setting, so its connection is reset before the pool lends it again (the pool does not); a
+    failed one rolls its settings back with it, and its error is raised as it is."""
     async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                return await _apply_pending(conn)
-        finally:
-            await conn.reset()
+        async with conn.transaction():
+            applied = await _apply_pending(conn)
+        await conn.reset()
+        return applied
 
 
 async def _apply_pending(conn: Connection) -> list[int]:

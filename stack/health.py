@@ -1,6 +1,6 @@
 """The worker's port for an SRE's tools (`ABH_METRICS_PORT`): `/metrics` for Prometheus (the SDK's
 runtime metrics, the case metrics and the gauges), `/healthz` (the process answers) and `/readyz`
-(Temporal and PostgreSQL answer: 503 naming what does not)."""
+(the worker polls its task queue, and Temporal and PostgreSQL answer: 503 naming what does not)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ CHECK_TIMEOUT = 3.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def health_app(client: Client, pool: asyncpg.Pool, sdk_metrics_url: str) -> web.Application:
+def health_app(
+    client: Client, pool: asyncpg.Pool, sdk_metrics_url: str, polling: asyncio.Event
+) -> web.Application:
+    """`polling` is set while the worker takes tasks: not before its migrations are done, nor once it
+    is stopping."""
     http = httpx.AsyncClient(timeout=CHECK_TIMEOUT)
 
     async def metrics(_: web.Request) -> web.Response:
@@ -30,7 +34,8 @@ def health_app(client: Client, pool: asyncpg.Pool, sdk_metrics_url: str) -> web.
 
     async def readyz(_: web.Request) -> web.Response:
         checks = {"temporal": temporal_ready(client), "postgresql": postgresql_ready(pool)}
-        found = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        found = {"worker": "ok" if polling.is_set() else "not polling (starting or stopping)"}
+        found |= dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
         ready = all(v == "ok" for v in found.values())
         return web.json_response(
             {"status": "ok" if ready else "unavailable", **found}, status=200 if ready else 503

@@ -1,15 +1,19 @@
 """The worker's health checks: /healthz while the process runs, /readyz 503 while its PostgreSQL is
-stopped and 200 again once it is back, without restarting the worker."""
+stopped and 200 again once it is back, without restarting the worker, and 503 while the worker itself
+takes no tasks."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pgserver
+from aiohttp.test_utils import TestServer
 from temporalio.testing import WorkflowEnvironment
 
 from stack.embedded import start_postgres
+from stack.health import health_app
 from tests.cases import free_port, until
 from tests.worker_process import get, worker_process
 
@@ -54,3 +58,24 @@ async def _when_503(base: str):  # type: ignore[no-untyped-def]
 async def _when_200(base: str) -> bool:
     answer = await get(f"{base}/readyz")
     return answer is not None and answer.status_code == 200
+
+
+async def test_readyz_is_503_until_the_worker_polls_and_again_once_it_is_stopping(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    """Temporal and PostgreSQL answering is not enough: a worker still migrating, or draining to stop,
+    takes no tasks, so a rollout must not count it ready."""
+    polling = asyncio.Event()
+    app = health_app(dev_env.client, pool, "http://127.0.0.1:9/metrics", polling)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/readyz"))
+        for is_polling, status in ((False, 503), (True, 200), (False, 503)):
+            if is_polling:
+                polling.set()
+            else:
+                polling.clear()
+            answer = await get(url)
+            assert answer is not None and answer.status_code == status
+            body = answer.json()
+            assert (body["temporal"], body["postgresql"]) == ("ok", "ok")
+            assert (body["worker"] == "ok") is is_polling

@@ -100,7 +100,7 @@ async def test_metrics_show_a_lifecycle_and_the_sdk_runtime(
         healthz, readyz = await get(f"{metrics}/healthz"), await get(f"{metrics}/readyz")
         assert healthz is not None and healthz.status_code == 200
         assert readyz is not None and readyz.status_code == 200
-        assert readyz.json() == {"status": "ok", "temporal": "ok", "postgresql": "ok"}
+        assert readyz.json() == {"status": "ok", "worker": "ok", "temporal": "ok", "postgresql": "ok"}
 
         # Every metric the Grafana dashboard queries is one the worker exports.
         queried = dashboard_metrics()
