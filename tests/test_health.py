@@ -37,7 +37,7 @@ async def test_readyz_turns_503_while_postgresql_is_stopped(
             answer = await get(base + path)
             return answer.status_code if answer else None
 
-        assert await until(lambda: status("/readyz"), "the worker answering") == 200
+        await until(lambda: _when_200(base), "readyz 200 once the worker polls its task queue")
 
         await asyncio.to_thread(pgserver.get_server(str(pg_dir)).cleanup)  # type: ignore[attr-defined]
         answer = await until(lambda: _when_503(base), "readyz turning 503")
