@@ -1,4 +1,5 @@
-"""The yardstick of `bench.lifecycle`: a bare Temporal workflow of five activities and one signal."""
+"""The yardsticks of `bench.lifecycle`: a bare Temporal workflow of five activities and one signal, and
+one that takes five updates, as many as a lifecycle's client sends, each answered at once."""
 
 from __future__ import annotations
 
@@ -29,15 +30,35 @@ class BareWorkflow:
         return 5
 
 
+STEPS = 5
+
+
+@workflow.defn
+class BareUpdatesWorkflow:
+    def __init__(self) -> None:
+        self._steps = 0
+
+    @workflow.update
+    def step(self, n: int) -> int:
+        self._steps += 1
+        return n
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self._steps == STEPS)
+        return self._steps
+
+
 async def serve(address: str, task_queue: str) -> None:
-    """Run the yardstick's worker alone, as its own process, until it is stopped."""
+    """Run the yardsticks' worker alone, as its own process, with the SDK's defaults, until it is stopped."""
     import asyncio
 
     from temporalio.client import Client
     from temporalio.worker import Worker
 
     client = await Client.connect(address)
-    async with Worker(client, task_queue=task_queue, workflows=[BareWorkflow], activities=[bare_step]):
+    workflows = [BareWorkflow, BareUpdatesWorkflow]
+    async with Worker(client, task_queue=task_queue, workflows=workflows, activities=[bare_step]):
         await asyncio.Event().wait()
 
 

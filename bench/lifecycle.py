@@ -2,13 +2,15 @@
 
 With `--cases 200 --rounds 1` it is also the measure of 200 concurrent lifecycles' update latency.
 
-Both run on the same dev server, each kind's worker in a process of its own (`worker.py` with the
-default policy, and `bench.bare`), the clients in this one, in interleaved rounds: `--cases` bare workflows at
-once (5 activities and 1 signal), then `--cases` P1 lifecycles at once (open, contact, two milestones,
-resolve, the system's follow-up, confirm, each action an update), and again. Prints each kind's rate and
-the lifecycle's rate as a multiple of the bare workflow's, and the CPU each kind costs its worker, the
-dev server, PostgreSQL and the clients, a workflow: on a machine whose cores are all busy, those are what
-bound the rates.
+All run on the same dev server, the cases' worker and the yardsticks' each in a process of its own
+(`worker.py` with the default policy, and `bench.bare`), the clients in this one, in interleaved rounds:
+`--cases` bare workflows at once (5 activities and 1 signal), then `--cases` bare workflows of 5 updates
+(as many as a lifecycle sends, each answered at once), then `--cases` P1 lifecycles at once (open,
+contact, two milestones, resolve, the system's follow-up, confirm, each action an update), and again.
+Prints each kind's rate and the lifecycle's rate as a multiple of the bare workflow's, the CPU each kind
+costs its worker, the dev server, PostgreSQL and the clients, a workflow (on a machine whose cores are
+all busy, those are what bound the rates), and the update latency of the lifecycles and of the bare
+updates at the same concurrency.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.bare import BareWorkflow
+from bench.bare import STEPS as BARE_STEPS
+from bench.bare import BareUpdatesWorkflow, BareWorkflow
 from bench.stack import PROJECT, bench_stack, header, process_cpu
 from stack.cases import open_case, update_action
 from stack.samples import ticket
@@ -49,20 +52,31 @@ async def bare(client: Client, task_queue: str) -> None:
     await handle.result()
 
 
+async def bare_updates(client: Client, task_queue: str) -> None:
+    handle = await client.start_workflow(
+        BareUpdatesWorkflow.run, id=f"bare-updates-{uuid.uuid4().hex[:10]}", task_queue=task_queue
+    )
+    for n in range(BARE_STEPS):
+        started = time.perf_counter()
+        await handle.execute_update(BareUpdatesWorkflow.step, n)
+        LATENCIES["bare updates"].append((n, time.perf_counter() - started))
+    await handle.result()
+
+
 PATIENCE = timedelta(minutes=10)
 """Longer than any answer under load: the bench measures the wait, so it never gives up on one."""
-LATENCIES: list[float] = []
-"""Seconds each lifecycle update took, from its first try to the case's answer."""
+LATENCIES: dict[str, list[tuple[int, float]]] = {"lifecycle": [], "bare updates": []}
+"""Each update's place in its workflow and the seconds it took, from its first try to the answer."""
 
 
-async def act(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> None:
-    """An update, sent again while the case is still being opened (a refusal that says so)."""
+async def act(client: Client, ticket_id: str, action: str, payload: dict[str, Any]) -> float:
+    """An update's seconds from its first try to the answer; sent again while the case is still being
+    opened (a refusal that says so)."""
     started = time.perf_counter()
     while True:
         try:
             await update_action(client, ticket_id, action, payload, wait=PATIENCE)
-            LATENCIES.append(time.perf_counter() - started)
-            return
+            return time.perf_counter() - started
         except Refused as refusal:
             if "still being opened" not in str(refusal):
                 raise
@@ -72,8 +86,8 @@ async def act(client: Client, ticket_id: str, action: str, payload: dict[str, An
 async def lifecycle(client: Client, task_queue: str) -> None:
     t = ticket(f"L-{uuid.uuid4().hex[:10]}", "P1")
     handle = await open_case(client, t, task_queue=task_queue)
-    for action, payload in STEPS:
-        await act(client, t.ticket_id, action, payload)
+    for n, (action, payload) in enumerate(STEPS):
+        LATENCIES["lifecycle"].append((n, await act(client, t.ticket_id, action, payload)))
     await handle.result()
 
 
@@ -107,11 +121,12 @@ async def main(cases: int, rounds: int) -> None:
             )
             for command in (cases_worker, bare_worker)
         ]
-        spent = {"bare": 0.0, "lifecycle": 0.0}
+        spent = {"bare": 0.0, "bare updates": 0.0, "lifecycle": 0.0}
         busy = {kind: dict.fromkeys(SIDES, 0.0) for kind in spent}
         shared = {"server": stack.server_pid, "postgres": stack.postgres_pid, "client": os.getpid()}
         runs = {
             "bare": (lambda: bare(client, f"{queue}-bare"), workers[1].pid),
+            "bare updates": (lambda: bare_updates(client, f"{queue}-bare"), workers[1].pid),
             "lifecycle": (lambda: lifecycle(client, queue), workers[0].pid),
         }
         try:
@@ -131,6 +146,7 @@ async def main(cases: int, rounds: int) -> None:
     rate = {kind: total / seconds for kind, seconds in spent.items()}
     print(f"{rounds} interleaved rounds of {cases} at once, {total} of each kind")
     print(f"bare workflow (5 activities, 1 signal): {rate['bare']:.1f} workflows/s")
+    print(f"bare workflow of {BARE_STEPS} updates: {rate['bare updates']:.1f} workflows/s")
     print(
         "full P1 lifecycle (open, contact, 2 milestones, resolve, follow-up, confirm): "
         f"{rate['lifecycle']:.1f} cases/s"
@@ -139,11 +155,15 @@ async def main(cases: int, rounds: int) -> None:
     print(f"CPU a workflow, ms ({' / '.join(SIDES)}):")
     for kind, sides in busy.items():
         print(f"  {kind}: " + " / ".join(f"{1000 * sides[side] / total:.0f}" for side in SIDES))
-    ms = sorted(x * 1000 for x in LATENCIES)
-    print(
-        f"lifecycle updates ({cases} cases at once): {len(ms)}, p50 {statistics.median(ms):.0f} ms, "
-        f"p95 {ms[int(len(ms) * 0.95) - 1]:.0f} ms"
-    )
+    for kind, latencies in LATENCIES.items():
+        ms = sorted(seconds * 1000 for _, seconds in latencies)
+        first = statistics.median(seconds * 1000 for n, seconds in latencies if n == 0)
+        later = statistics.median(seconds * 1000 for n, seconds in latencies if n > 0)
+        print(
+            f"{kind} ({cases} workflows at once): {len(ms)} updates, p50 {statistics.median(ms):.0f} ms, "
+            f"p95 {ms[int(len(ms) * 0.95) - 1]:.0f} ms; the first of each workflow p50 {first:.0f} ms, "
+            f"the later ones p50 {later:.0f} ms"
+        )
 
 
 if __name__ == "__main__":
