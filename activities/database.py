@@ -19,6 +19,14 @@ else:
     Connection = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one borrowed from the pool: activities write through either."""
 
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""PostgreSQL down, restarting or out of reach, as opposed to a query it refused."""
+
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration shipped in `activities/migrations`, in order."""

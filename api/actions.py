@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import require
 from api.cases import TicketPath
+from api.idempotency import same_body_as_first
 from api.responses import Refusal, documented
 from stack.cases import CaseFailed, NotAnsweredYet, case_status, update_action
 from stack.settings import Settings
@@ -27,8 +28,9 @@ IdempotencyKeyHeader = Annotated[
     Header(
         alias=IDEMPOTENCY_KEY,
         pattern=r"^[A-Za-z0-9._:-]{1,100}$",
-        description="The action is applied once per key: send it again with the same key after a lost "
-        "answer or a 503, and you get the first one's outcome. 1-100 of A-Za-z0-9._:-",
+        description="The action is applied once per key: send it again with the same key and body after "
+        "a lost answer or a 503, and you get the first one's outcome; the key with another body is a 422. "
+        "1-100 of A-Za-z0-9._:-",
     ),
 ]
 log = structlog.get_logger("api")
@@ -56,17 +58,21 @@ async def act(
     """Send the action as an update and answer with the case, or with the case's refusal. The action is
     applied once per idempotency `key` (one is made when none is given): when the case does not answer in
     time, the 503 names the key, and the same action sent again with it waits for the first, never
-    applying a second."""
+    applying a second. A key the client chose is for one body (`same_body_as_first`)."""
     settings: Settings = request.app.state.settings
-    bound = log.bind(ticket_id=ticket_id, workflow_id=case_workflow_id(ticket_id), action=payload.action)
-    key = key or uuid.uuid4().hex
+    workflow_id = case_workflow_id(ticket_id)
+    bound = log.bind(ticket_id=ticket_id, workflow_id=workflow_id, action=payload.action)
+    chosen, key = key is not None, key or uuid.uuid4().hex
+    update_id = f"{payload.action}:{key}"
+    if chosen:
+        await same_body_as_first(request.app.state.pool, workflow_id, update_id, key, payload)
     try:
         status = await update_action(
             request.app.state.client,
             ticket_id,
             payload.action,
             payload.model_dump(exclude_none=True),
-            update_id=f"{payload.action}:{key}",
+            update_id=update_id,
             wait=timedelta(seconds=settings.answer_within),
         )
     except Refused as refused:
@@ -75,7 +81,7 @@ async def act(
     except NotAnsweredYet:
         bound.warning("action not answered in time", idempotency_key=key)
         detail = (
-            f"case {case_workflow_id(ticket_id)} did not answer within {settings.answer_within:g} s (is a "
+            f"case {workflow_id} did not answer within {settings.answer_within:g} s (is a "
             "worker running?); the action may still be applied when a worker takes the case: send it "
             f"again with the header Idempotency-Key: {key} to learn its outcome, never to apply it twice"
         )

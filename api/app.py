@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.database import DATABASE_OUTAGES, migrate
 from activities.database import connect as connect_database
-from activities.database import migrate
 from api import actions, cases
 from api.auth import closed_without_tokens
 from api.webhooks import jira, zendesk
@@ -23,14 +23,6 @@ from stack.embedded import start_postgres
 from stack.settings import Settings
 
 log = structlog.get_logger("api")
-
-DATABASE_OUTAGES: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
-"""PostgreSQL down, restarting or out of reach: a 503 to send again, not a 500."""
 
 
 async def database_url(settings: Settings) -> str:
@@ -83,7 +75,7 @@ def create_app(settings: Settings, client: Client | None = None, pool: asyncpg.P
         detail = "PostgreSQL did not answer: send the request again shortly"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
-    for outage in DATABASE_OUTAGES:
+    for outage in DATABASE_OUTAGES:  # a 503 to send again, not a 500
         app.add_exception_handler(outage, database_unavailable)
 
     return app

@@ -1,5 +1,6 @@
 """The HTTP API as integrators meet it: `python starter.py serve` on loopback, a `worker.py` beside it,
-both separate processes on the test's dev server and PostgreSQL."""
+both separate processes on the test's dev server and PostgreSQL; or the app in the test's own process,
+on a client and pool the test chooses (one whose PostgreSQL is gone, say)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from temporalio.client import Client
 
+from api.app import create_app
+from stack.settings import Settings
 from tests.worker_process import drop_relay_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +34,19 @@ SAMPLES = Path(__file__).resolve().parent / "webhooks"
 TOKENS = {"intake": "tok-intake", "act": "tok-act", "read": "tok-read", "all": "tok-all"}
 ZENDESK_SECRET = "zendesk-signing-secret"
 JIRA_SECRET = "jira-webhook-secret"
+
+
+IN_PROCESS_TOKEN = "in-process-token"
+IN_PROCESS_TOKENS = f"intake={IN_PROCESS_TOKEN},act={IN_PROCESS_TOKEN},read={IN_PROCESS_TOKEN}"
+
+
+def in_process(settings: Settings, client: Client, pool: asyncpg.Pool) -> httpx.AsyncClient:
+    """An HTTP client of the app run in this process on `client` and `pool`, with every scope."""
+    app = create_app(settings)
+    app.state.client, app.state.pool = client, pool
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"Authorization": f"Bearer {IN_PROCESS_TOKEN}"}
+    return httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers, timeout=60)
 
 
 def api_tokens() -> str:

@@ -66,6 +66,14 @@ async def own_pool(own_postgres: StoppablePostgres) -> AsyncIterator[asyncpg.Poo
 
 
 @pytest_asyncio.fixture
+async def unreachable_database() -> AsyncIterator[asyncpg.Pool]:
+    """A pool whose server is gone: nothing listens on its port."""
+    pool = await asyncpg.create_pool(f"postgresql://abh@127.0.0.1:{free_port()}/abh", min_size=0)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, one per test (it starts in about 0.1 s): days of case time
     pass in a second, and no test's leftover timers can hold up another's clock."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -15,44 +14,32 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from stack.samples import ticket
 from stack.settings import Settings
-from tests.api_server import ZENDESK_SECRET, api_env, api_process, phase_is, zendesk_headers
+from tests.api_server import (
+    IN_PROCESS_TOKENS,
+    ZENDESK_SECRET,
+    api_env,
+    api_process,
+    in_process,
+    phase_is,
+    zendesk_headers,
+)
 from tests.cases import case_worker, free_port, quiet, status_when, until
 from tests.test_webhooks_zendesk import created, solved
 from workflows.models import Phase, case_workflow_id
-
-TOKEN = "outage-token"
-
-
-def in_process(settings: Settings, client: object, pool: asyncpg.Pool) -> httpx.AsyncClient:
-    app = create_app(settings)
-    app.state.client, app.state.pool = client, pool
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-    )
 
 
 @pytest.fixture
 def settings(task_queue: str) -> Settings:
     return Settings.from_env(
         {
-            "ABH_API_TOKENS": f"intake={TOKEN},act={TOKEN},read={TOKEN}",
+            "ABH_API_TOKENS": IN_PROCESS_TOKENS,
             "ABH_TASK_QUEUE": task_queue,
             "ABH_ZENDESK_SECRET": ZENDESK_SECRET,
             "ABH_API_ANSWER_WITHIN": "2",
         }
     )
-
-
-@pytest.fixture
-async def unreachable_database() -> AsyncIterator[asyncpg.Pool]:
-    """A pool whose server is gone: nothing listens on its port."""
-    pool = await asyncpg.create_pool(f"postgresql://abh@127.0.0.1:{free_port()}/abh", min_size=0)
-    yield pool
-    await pool.close()
 
 
 async def test_an_action_no_worker_answers_is_a_503_and_applied_once_with_its_key(

@@ -1,0 +1,103 @@
+"""An Idempotency-Key is for one body: sent again with the same body it is answered with the first
+action's outcome, sent with another body it is refused (422) and nothing is applied, and while
+PostgreSQL is out of reach the action goes on unchecked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from stack.samples import ticket
+from stack.settings import Settings
+from tests.api_server import IN_PROCESS_TOKENS, in_process, phase_is
+from tests.cases import case_worker
+
+
+@pytest.fixture
+def settings(task_queue: str) -> Settings:
+    return Settings.from_env({"ABH_API_TOKENS": IN_PROCESS_TOKENS, "ABH_TASK_QUEUE": task_queue})
+
+
+def notes(case: dict[str, object]) -> list[str]:
+    timeline = case["timeline"]
+    assert isinstance(timeline, list)
+    return [e["detail"] for e in timeline if e["type"] == "note"]
+
+
+async def test_a_key_sent_again_with_its_body_is_answered_once_and_with_another_body_refused(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    url = f"/cases/{ticket_id}/actions/add_note"
+    key = {"Idempotency-Key": "call-1"}
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        assert (await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))).is_success
+        await phase_is(http, ticket_id, "engaged")
+
+        first = await http.post(url, json={"text": "called back", "by": "ana"}, headers=key)
+        same = await http.post(
+            url,
+            content=json.dumps({"by": "ana", "text": "called back"}, indent=2),  # key order and spacing
+            headers=key | {"Content-Type": "application/json"},
+        )
+        other = await http.post(url, json={"text": "called back twice"}, headers=key)
+        other_action = await http.post(
+            f"/cases/{ticket_id}/actions/assign", json={"assignee": "bo"}, headers=key
+        )
+        case = (await http.get(f"/cases/{ticket_id}")).json()
+
+    assert first.status_code == same.status_code == 200, (first.text, same.text)
+    assert other.status_code == 422, other.text
+    (error,) = other.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert error["msg"] == (
+        "Idempotency-Key call-1 was first sent with another body for add_note on this case, and a key is "
+        "answered with its first action's outcome: send a new action with a new key"
+    )
+    assert notes(case) == ["called back"]
+    assert other_action.status_code == 200 and case["assignee"] == "bo"  # a key is per action
+
+
+async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    url = f"/cases/{ticket_id}/actions/add_note"
+    key = {"Idempotency-Key": "race-1"}
+    bodies = [{"text": f"note {n}"} for n in range(6)]
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        assert (await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))).is_success
+        await phase_is(http, ticket_id, "engaged")
+        answers = await asyncio.gather(*(http.post(url, json=body, headers=key) for body in bodies))
+        case = (await http.get(f"/cases/{ticket_id}")).json()
+
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 422, 422, 422, 422, 422], [a.text for a in answers]
+    (applied,) = [body for body, a in zip(bodies, answers, strict=True) if a.status_code == 200]
+    assert notes(case) == [applied["text"]]
+
+
+async def test_while_postgresql_is_out_of_reach_an_action_with_a_key_goes_on_unchecked(
+    dev_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    unreachable_database: asyncpg.Pool,
+    settings: Settings,
+    task_queue: str,
+    ticket_id: str,
+) -> None:
+    key = {"Idempotency-Key": "outage-1"}
+    async with case_worker(dev_env, pool, task_queue):
+        async with in_process(settings, dev_env.client, pool) as http:
+            opened = await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))
+            assert opened.is_success
+            await phase_is(http, ticket_id, "engaged")
+        async with in_process(settings, dev_env.client, unreachable_database) as http:
+            url = f"/cases/{ticket_id}/actions/add_note"
+            note = {"text": "during the outage"}
+            answers = [await http.post(url, json=note, headers=key) for _ in range(2)]
+            case = (await http.get(f"/cases/{ticket_id}")).json()
+
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert notes(case) == ["during the outage"]
