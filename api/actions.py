@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import require
 from api.cases import TicketPath
-from api.idempotency import same_body_as_first
+from api.idempotency import KeyedAction
 from api.responses import Refusal, documented
 from stack.cases import CaseFailed, NotAnsweredYet, case_status, update_action
 from stack.settings import Settings
@@ -53,26 +53,21 @@ async def refusal(request: Request, ticket_id: str, refused: Refused) -> JSONRes
 
 
 async def act(
-    request: Request, ticket_id: str, payload: ActionPayload, key: str | None = None
+    request: Request, ticket_id: str, payload: ActionPayload, key: str
 ) -> CaseStatus | JSONResponse:
     """Send the action as an update and answer with the case, or with the case's refusal. The action is
-    applied once per idempotency `key` (one is made when none is given): when the case does not answer in
-    time, the 503 names the key, and the same action sent again with it waits for the first, never
-    applying a second. A key the client chose is for one body (`same_body_as_first`)."""
+    applied once per idempotency `key`: when the case does not answer in time, the 503 names the key, and
+    the same action sent again with it waits for the first, never applying a second."""
     settings: Settings = request.app.state.settings
     workflow_id = case_workflow_id(ticket_id)
     bound = log.bind(ticket_id=ticket_id, workflow_id=workflow_id, action=payload.action)
-    chosen, key = key is not None, key or uuid.uuid4().hex
-    update_id = f"{payload.action}:{key}"
-    if chosen:
-        await same_body_as_first(request.app.state.pool, workflow_id, update_id, key, payload)
     try:
         status = await update_action(
             request.app.state.client,
             ticket_id,
             payload.action,
             payload.model_dump(exclude_none=True),
-            update_id=update_id,
+            update_id=update_id_of(payload, key),
             wait=timedelta(seconds=settings.answer_within),
         )
     except Refused as refused:
@@ -91,6 +86,37 @@ async def act(
     return status
 
 
+def update_id_of(payload: ActionPayload, key: str) -> str:
+    """Temporal keeps one update per id on a case: an action's id is its name and its key."""
+    return f"{payload.action}:{key}"
+
+
+async def act_once_per_key(
+    request: Request, ticket_id: str, payload: ActionPayload, key: str | None
+) -> CaseStatus | JSONResponse:
+    """An action a client sends, `act` with its key for one body (`KeyedAction`). A key the client chose
+    is claimed before the action and released when the case refuses it; a key the API made (none given)
+    is claimed when a 503 names it, for the client to send again."""
+    chosen, key = key is not None, key or uuid.uuid4().hex
+    keyed = KeyedAction(
+        request.app.state.pool, case_workflow_id(ticket_id), update_id_of(payload, key), key, payload
+    )
+    if chosen:
+        await keyed.claim()
+    try:
+        answer = await act(request, ticket_id, payload, key)
+    except HTTPException as no_case:
+        if chosen and no_case.status_code == 404:
+            await keyed.release()
+        raise
+    if isinstance(answer, JSONResponse):
+        if chosen and answer.status_code == 409:
+            await keyed.release()
+        elif not chosen and answer.status_code == 503:
+            await keyed.claim()
+    return answer
+
+
 def _route(model: type[ActionPayload]) -> Any:
     """The endpoint of one action, its body typed by the action's model (optional when every field is)."""
     optional = not any(f.is_required() for f in model.model_fields.values())
@@ -98,7 +124,9 @@ def _route(model: type[ActionPayload]) -> Any:
     async def endpoint(
         request: Request, ticket_id: str, payload: Any, idempotency_key: str | None
     ) -> CaseStatus | JSONResponse:
-        return await act(request, ticket_id, payload if payload is not None else model(), idempotency_key)
+        return await act_once_per_key(
+            request, ticket_id, payload if payload is not None else model(), idempotency_key
+        )
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [

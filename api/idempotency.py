@@ -6,57 +6,94 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import structlog
 from fastapi.exceptions import RequestValidationError
 
-from activities.database import DATABASE_OUTAGES
+from activities.database import DATABASE_OUTAGES, Connection
 from workflows.models import ActionPayload
 
 KEPT_FOR = timedelta(days=30)
-"""How long a key's first body is remembered; after that, the key sent again is answered as before,
-with the first action's outcome, whatever its body."""
+"""How long a key's first body is remembered at least; after that, the key sent again is answered as
+before, with the first action's outcome, whatever its body."""
 CHECK_WITHIN = 5.0
 """Seconds PostgreSQL has to answer before the action goes on unchecked (Temporal still applies it once)."""
+FORGET_AT_ONCE = 500
 
 log = structlog.get_logger("api")
 
-_REMEMBER = """
+_FORGET_EXPIRED = f"""
+DELETE FROM action_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM action_keys WHERE first_sent_at < now() - $1::interval
+    LIMIT {FORGET_AT_ONCE} FOR UPDATE SKIP LOCKED))
+"""
+_CLAIM = """
 INSERT INTO action_keys (workflow_id, update_id, fingerprint) VALUES ($1, $2, $3)
-ON CONFLICT (workflow_id, update_id) DO NOTHING
+ON CONFLICT (workflow_id, update_id) DO UPDATE SET fingerprint = action_keys.fingerprint
 RETURNING fingerprint
 """
-_FIRST = "SELECT fingerprint FROM action_keys WHERE workflow_id = $1 AND update_id = $2"
-_FORGET_OLD = "DELETE FROM action_keys WHERE first_sent_at < now() - $1::interval"
+_RELEASE = "DELETE FROM action_keys WHERE workflow_id = $1 AND update_id = $2 AND fingerprint = $3"
 
 
 def fingerprint(payload: ActionPayload) -> str:
-    """The action's body as parsed, so key order, spacing and explicit nulls make no difference."""
-    return hashlib.sha256(payload.model_dump_json(exclude_none=True).encode()).hexdigest()
+    """The action's body as parsed: key order, spacing, and a field sent with its default or left out
+    (explicit nulls included) make no difference, nor does a field added later with a default."""
+    return hashlib.sha256(payload.model_dump_json(exclude_defaults=True).encode()).hexdigest()
 
 
-async def same_body_as_first(
-    pool: asyncpg.Pool, workflow_id: str, update_id: str, key: str, payload: ActionPayload
-) -> None:
-    """Remember the body `key` is first sent with, and refuse it sent with another one. While PostgreSQL
-    is out of reach the action goes on unchecked: an outage of the check must not stop engineers' actions."""
-    sent = fingerprint(payload)
-    try:
-        async with asyncio.timeout(CHECK_WITHIN), pool.acquire() as conn, conn.transaction():
-            await conn.execute(_FORGET_OLD, KEPT_FOR)
-            first = await conn.fetchval(_REMEMBER, workflow_id, update_id, sent)
-            if first is None:
-                first = await conn.fetchval(_FIRST, workflow_id, update_id)
-    except DATABASE_OUTAGES as err:  # the timeout's TimeoutError among them, an OSError
-        log.warning("idempotency key not checked", workflow_id=workflow_id, key=key, error=repr(err))
-        return
-    if first is not None and first != sent:
-        why = (
-            f"Idempotency-Key {key} was first sent with another body for {payload.action} on this case, "
-            "and a key is answered with its first action's outcome: send a new action with a new key"
-        )
-        raise RequestValidationError(
-            [{"loc": ("header", "Idempotency-Key"), "msg": why, "type": "value_error"}]
-        )
+@dataclass(frozen=True)
+class KeyedAction:
+    """An action and the key it is applied once for, on one case."""
+
+    pool: asyncpg.Pool
+    workflow_id: str
+    update_id: str
+    key: str
+    payload: ActionPayload
+
+    async def claim(self) -> None:
+        """Remember the body the key is first sent with, and refuse (422) the key sent with another one,
+        changing nothing."""
+        sent = fingerprint(self.payload)
+
+        async def claim(conn: Connection) -> Any:
+            await conn.execute(_FORGET_EXPIRED, KEPT_FOR)
+            return await conn.fetchval(_CLAIM, self.workflow_id, self.update_id, sent)
+
+        first = await self._checked("idempotency key not checked", claim)
+        if first is not None and first != sent:
+            why = (
+                f"Idempotency-Key {self.key} was first sent with another body for {self.payload.action} "
+                "on this case, and a key is answered with its first action's outcome: send a new action "
+                "with a new key"
+            )
+            error = {"loc": ("header", "Idempotency-Key"), "msg": why, "type": "value_error"}
+            raise RequestValidationError([error])
+
+    async def release(self) -> None:
+        """Forget the key's body: the case refused the action, which leaves Temporal nothing to answer the
+        key with, so the key may be sent again with another body."""
+        sent = fingerprint(self.payload)
+
+        async def release(conn: Connection) -> Any:
+            return await conn.execute(_RELEASE, self.workflow_id, self.update_id, sent)
+
+        await self._checked("idempotency key not released", release)
+
+    async def _checked(self, failed: str, query: Callable[[Connection], Awaitable[Any]]) -> Any:
+        """The query's answer; None, and a log line, when PostgreSQL does not give one in time. The
+        check guards against a client's mistake, so it must never stop an engineer's action: Temporal
+        still applies the action once per key."""
+        try:
+            async with asyncio.timeout(CHECK_WITHIN), self.pool.acquire() as conn:
+                return await query(conn)
+        except DATABASE_OUTAGES as err:  # the timeout's TimeoutError among them, an OSError
+            log.warning(failed, workflow_id=self.workflow_id, key=self.key, error=repr(err))
+        except asyncpg.PostgresError as err:
+            log.error(failed, workflow_id=self.workflow_id, key=self.key, error=repr(err))
+        return None

@@ -1,5 +1,6 @@
 """An Idempotency-Key is for one body: sent again with the same body it is answered with the first
-action's outcome, sent with another body it is refused (422) and nothing is applied, and while
+action's outcome, sent with another body it is refused (422) and nothing is applied; a key the case
+refused is free again, a key the API made and named in a 503 is held to its body too, and while
 PostgreSQL is out of reach the action goes on unchecked."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import json
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,7 +21,14 @@ from tests.cases import case_worker
 
 @pytest.fixture
 def settings(task_queue: str) -> Settings:
-    return Settings.from_env({"ABH_API_TOKENS": IN_PROCESS_TOKENS, "ABH_TASK_QUEUE": task_queue})
+    return Settings.from_env(
+        {"ABH_API_TOKENS": IN_PROCESS_TOKENS, "ABH_TASK_QUEUE": task_queue, "ABH_API_ANSWER_WITHIN": "2"}
+    )
+
+
+async def open_engaged(http: httpx.AsyncClient, ticket_id: str) -> None:
+    assert (await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))).is_success
+    await phase_is(http, ticket_id, "engaged")
 
 
 def notes(case: dict[str, object]) -> list[str]:
@@ -34,8 +43,7 @@ async def test_a_key_sent_again_with_its_body_is_answered_once_and_with_another_
     url = f"/cases/{ticket_id}/actions/add_note"
     key = {"Idempotency-Key": "call-1"}
     async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        assert (await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))).is_success
-        await phase_is(http, ticket_id, "engaged")
+        await open_engaged(http, ticket_id)
 
         first = await http.post(url, json={"text": "called back", "by": "ana"}, headers=key)
         same = await http.post(
@@ -61,6 +69,43 @@ async def test_a_key_sent_again_with_its_body_is_answered_once_and_with_another_
     assert other_action.status_code == 200 and case["assignee"] == "bo"  # a key is per action
 
 
+async def test_a_key_the_case_refused_may_be_sent_again_with_another_body(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    confirm = f"/cases/{ticket_id}/actions/customer_confirmed"
+    key = {"Idempotency-Key": "confirm-1"}
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        await open_engaged(http, ticket_id)
+        too_early = await http.post(confirm, json={"note": "too early"}, headers=key)
+        resolved = await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "rolled back"})
+        confirmed = await http.post(confirm, json={"note": "works now"}, headers=key)
+
+    assert too_early.status_code == 409, too_early.text
+    assert resolved.status_code == 200, resolved.text
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["phase"] == "closed"
+
+
+async def test_the_key_a_503_names_is_held_to_the_body_it_was_made_for(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    url = f"/cases/{ticket_id}/actions/add_note"
+    async with in_process(settings, dev_env.client, pool) as http:
+        async with case_worker(dev_env, pool, task_queue):
+            await open_engaged(http, ticket_id)
+        waiting = await http.post(url, json={"text": "first"})  # no worker: not answered in time
+        key = {"Idempotency-Key": waiting.headers["Idempotency-Key"]}
+        other = await http.post(url, json={"text": "second"}, headers=key)
+        async with case_worker(dev_env, pool, task_queue):
+            answered = await http.post(url, json={"text": "first"}, headers=key)
+            case = (await http.get(f"/cases/{ticket_id}")).json()
+
+    assert waiting.status_code == 503, waiting.text
+    assert other.status_code == 422, other.text
+    assert answered.status_code == 200, answered.text
+    assert notes(case) == ["first"]
+
+
 async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
 ) -> None:
@@ -68,8 +113,7 @@ async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
     key = {"Idempotency-Key": "race-1"}
     bodies = [{"text": f"note {n}"} for n in range(6)]
     async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        assert (await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))).is_success
-        await phase_is(http, ticket_id, "engaged")
+        await open_engaged(http, ticket_id)
         answers = await asyncio.gather(*(http.post(url, json=body, headers=key) for body in bodies))
         case = (await http.get(f"/cases/{ticket_id}")).json()
 
@@ -90,9 +134,7 @@ async def test_while_postgresql_is_out_of_reach_an_action_with_a_key_goes_on_unc
     key = {"Idempotency-Key": "outage-1"}
     async with case_worker(dev_env, pool, task_queue):
         async with in_process(settings, dev_env.client, pool) as http:
-            opened = await http.post("/cases", json=ticket(ticket_id, "P1").model_dump(mode="json"))
-            assert opened.is_success
-            await phase_is(http, ticket_id, "engaged")
+            await open_engaged(http, ticket_id)
         async with in_process(settings, dev_env.client, unreachable_database) as http:
             url = f"/cases/{ticket_id}/actions/add_note"
             note = {"text": "during the outage"}
