@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from stack.samples import ticket
@@ -123,10 +126,30 @@ async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
     assert notes(case) == [applied["text"]]
 
 
-async def test_while_postgresql_is_out_of_reach_an_action_with_a_key_goes_on_unchecked(
+@pytest_asyncio.fixture(params=["out of reach", "without the API's tables"])
+async def broken_database(
+    request: pytest.FixtureRequest,
+    pool: asyncpg.Pool,
+    database_url: str,
+    unreachable_database: asyncpg.Pool,
+) -> AsyncIterator[asyncpg.Pool]:
+    """A PostgreSQL where no key can be checked: nothing listens on its port, or it answers for a
+    database the API's migrations never ran on, so every query about keys fails."""
+    if request.param == "out of reach":
+        yield unreachable_database
+        return
+    name = f"unmigrated_{uuid.uuid4().hex[:10]}"
+    await pool.execute(f'CREATE DATABASE "{name}"')
+    broken = await asyncpg.create_pool(database_url, database=name, min_size=0)
+    yield broken
+    await broken.close()
+    await pool.execute(f'DROP DATABASE "{name}"')
+
+
+async def test_while_postgresql_cannot_check_a_key_the_action_goes_on_unchecked(
     dev_env: WorkflowEnvironment,
     pool: asyncpg.Pool,
-    unreachable_database: asyncpg.Pool,
+    broken_database: asyncpg.Pool,
     settings: Settings,
     task_queue: str,
     ticket_id: str,
@@ -135,7 +158,7 @@ async def test_while_postgresql_is_out_of_reach_an_action_with_a_key_goes_on_unc
     async with case_worker(dev_env, pool, task_queue):
         async with in_process(settings, dev_env.client, pool) as http:
             await open_engaged(http, ticket_id)
-        async with in_process(settings, dev_env.client, unreachable_database) as http:
+        async with in_process(settings, dev_env.client, broken_database) as http:
             url = f"/cases/{ticket_id}/actions/add_note"
             note = {"text": "during the outage"}
             answers = [await http.post(url, json=note, headers=key) for _ in range(2)]
