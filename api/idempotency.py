@@ -24,6 +24,7 @@ before, with the first action's outcome, whatever its body."""
 CHECK_WITHIN = 5.0
 """Seconds PostgreSQL has to answer before the action goes on unchecked (Temporal still applies it once)."""
 FORGET_AT_ONCE = 500
+"""Expired keys a claim forgets, at most, skipping those another request holds: no claim waits on them."""
 
 log = structlog.get_logger("api")
 
