@@ -95,23 +95,23 @@ async def act_once_per_key(
     request: Request, ticket_id: str, payload: ActionPayload, key: str | None
 ) -> CaseStatus | JSONResponse:
     """An action a client sends, `act` with its key for one body (`KeyedAction`). A key the client chose
-    is claimed before the action and released when the case refuses it; a key the API made (none given)
-    is claimed when a 503 names it, for the client to send again."""
+    is claimed before the action and released when the case refuses it (unless another request claimed it
+    meanwhile); a key the API made (none given) is claimed when a 503 names it, for the client to send
+    again."""
     chosen, key = key is not None, key or uuid.uuid4().hex
     keyed = KeyedAction(
         request.app.state.pool, case_workflow_id(ticket_id), update_id_of(payload, key), key, payload
     )
-    if chosen:
-        await keyed.claim()
+    claims = await keyed.claim() if chosen else None
     try:
         answer = await act(request, ticket_id, payload, key)
     except HTTPException as no_case:
-        if chosen and no_case.status_code == 404:
-            await keyed.release()
+        if claims and no_case.status_code == 404:
+            await keyed.release(claims)
         raise
     if isinstance(answer, JSONResponse):
-        if chosen and answer.status_code == 409:
-            await keyed.release()
+        if claims and answer.status_code == 409:
+            await keyed.release(claims)
         elif not chosen and answer.status_code == 503:
             await keyed.claim()
     return answer

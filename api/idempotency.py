@@ -31,14 +31,16 @@ log = structlog.get_logger("api")
 _FORGET_EXPIRED = f"""
 DELETE FROM action_keys WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM action_keys WHERE first_sent_at < now() - $1::interval
-    LIMIT {FORGET_AT_ONCE} FOR UPDATE SKIP LOCKED))
+    ORDER BY first_sent_at LIMIT {FORGET_AT_ONCE} FOR UPDATE SKIP LOCKED))
 """
 _CLAIM = """
 INSERT INTO action_keys (workflow_id, update_id, fingerprint) VALUES ($1, $2, $3)
-ON CONFLICT (workflow_id, update_id) DO UPDATE SET fingerprint = action_keys.fingerprint
-RETURNING fingerprint
+ON CONFLICT (workflow_id, update_id) DO UPDATE SET claims = action_keys.claims + 1
+RETURNING fingerprint, claims
 """
-_RELEASE = "DELETE FROM action_keys WHERE workflow_id = $1 AND update_id = $2 AND fingerprint = $3"
+_RELEASE = """
+DELETE FROM action_keys WHERE workflow_id = $1 AND update_id = $2 AND fingerprint = $3 AND claims = $4
+"""
 
 
 def fingerprint(payload: ActionPayload) -> str:
@@ -57,17 +59,19 @@ class KeyedAction:
     key: str
     payload: ActionPayload
 
-    async def claim(self) -> None:
+    async def claim(self) -> int | None:
         """Remember the body the key is first sent with, and refuse (422) the key sent with another one,
-        changing nothing."""
+        changing nothing. Returns the number of claims so far, this one included (None unchecked)."""
         sent = fingerprint(self.payload)
 
         async def claim(conn: Connection) -> Any:
             await conn.execute(_FORGET_EXPIRED, KEPT_FOR)
-            return await conn.fetchval(_CLAIM, self.workflow_id, self.update_id, sent)
+            return await conn.fetchrow(_CLAIM, self.workflow_id, self.update_id, sent)
 
         first = await self._checked("idempotency key not checked", claim)
-        if first is not None and first != sent:
+        if first is None:
+            return None
+        if first["fingerprint"] != sent:
             why = (
                 f"Idempotency-Key {self.key} was first sent with another body for {self.payload.action} "
                 "on this case, and a key is answered with its first action's outcome: send a new action "
@@ -75,14 +79,17 @@ class KeyedAction:
             )
             error = {"loc": ("header", "Idempotency-Key"), "msg": why, "type": "value_error"}
             raise RequestValidationError([error])
+        claims: int = first["claims"]
+        return claims
 
-    async def release(self) -> None:
+    async def release(self, claims: int) -> None:
         """Forget the key's body: the case refused the action, which leaves Temporal nothing to answer the
-        key with, so the key may be sent again with another body."""
+        key with, so the key may be sent again with another body. Kept when another request claimed the
+        key since `claims`: that one may have been applied."""
         sent = fingerprint(self.payload)
 
         async def release(conn: Connection) -> Any:
-            return await conn.execute(_RELEASE, self.workflow_id, self.update_id, sent)
+            return await conn.execute(_RELEASE, self.workflow_id, self.update_id, sent, claims)
 
         await self._checked("idempotency key not released", release)
 
@@ -95,6 +102,6 @@ class KeyedAction:
                 return await query(conn)
         except DATABASE_OUTAGES as err:  # the timeout's TimeoutError among them, an OSError
             log.warning(failed, workflow_id=self.workflow_id, key=self.key, error=repr(err))
-        except asyncpg.PostgresError as err:
+        except (asyncpg.PostgresError, asyncpg.exceptions.InternalClientError) as err:
             log.error(failed, workflow_id=self.workflow_id, key=self.key, error=repr(err))
         return None

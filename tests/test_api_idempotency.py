@@ -14,12 +14,17 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import api.actions as actions
+from api.idempotency import KEPT_FOR, fingerprint
+from stack.cases import case_status
 from stack.samples import ticket
 from stack.settings import Settings
 from tests.api_server import IN_PROCESS_TOKENS, in_process, phase_is
 from tests.cases import case_worker
+from workflows.models import AddNote, CaseStatus, case_workflow_id
 
 
 @pytest.fixture
@@ -87,6 +92,93 @@ async def test_a_key_the_case_refused_may_be_sent_again_with_another_body(
     assert resolved.status_code == 200, resolved.text
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["phase"] == "closed"
+
+
+async def test_a_refusal_keeps_the_key_another_request_claimed_meanwhile(
+    dev_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    task_queue: str,
+    ticket_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A is refused; before it lets the key go, B (same key and body) is applied; C's other body must not
+    then be answered with B's outcome."""
+    confirm = f"/cases/{ticket_id}/actions/customer_confirmed"
+    key = {"Idempotency-Key": "confirm-2"}
+    a_refused, b_answered = asyncio.Event(), asyncio.Event()
+    read_status = case_status
+
+    async def status_after_b(client: Client, ticket_id: str) -> CaseStatus:
+        a_refused.set()  # A's refusal reads the case before it answers (and releases the key)
+        await b_answered.wait()
+        return await read_status(client, ticket_id)
+
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        await open_engaged(http, ticket_id)
+        monkeypatch.setattr(actions, "case_status", status_after_b)
+        a = asyncio.create_task(http.post(confirm, json={"note": "works"}, headers=key))
+        await a_refused.wait()
+        monkeypatch.setattr(actions, "case_status", read_status)
+        assert (await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "fixed"})).is_success
+        b = await http.post(confirm, json={"note": "works"}, headers=key)
+        b_answered.set()
+        assert (await a).status_code == 409
+        c = await http.post(confirm, json={"note": "something else"}, headers=key)
+
+    assert b.status_code == 200 and b.json()["phase"] == "closed", b.text
+    assert c.status_code == 422, c.text
+
+
+async def test_a_key_sent_before_the_case_existed_is_free_once_it_does(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    url = f"/cases/{ticket_id}/actions/add_note"
+    key = {"Idempotency-Key": "early-1"}
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        no_case = await http.post(url, json={"text": "too soon"}, headers=key)
+        await open_engaged(http, ticket_id)
+        noted = await http.post(url, json={"text": "now"}, headers=key)
+        case = (await http.get(f"/cases/{ticket_id}")).json()
+
+    assert no_case.status_code == 404, no_case.text
+    assert noted.status_code == 200, noted.text
+    assert notes(case) == ["now"]
+
+
+async def test_a_key_older_than_its_retention_takes_another_body(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> None:
+    url = f"/cases/{ticket_id}/actions/add_note"
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        await open_engaged(http, ticket_id)
+        for key in ("old-1", "old-2"):
+            assert (await http.post(url, json={"text": key}, headers={"Idempotency-Key": key})).is_success
+        await pool.execute(
+            "UPDATE action_keys SET first_sent_at = now() - $1::interval - interval '1 hour' "
+            "WHERE workflow_id = $2 AND update_id = 'add_note:old-1'",
+            KEPT_FOR,
+            case_workflow_id(ticket_id),
+        )
+        kept_past = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-1"})
+        still_held = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-2"})
+
+    assert kept_past.status_code == 200, kept_past.text  # answered with the first outcome, as before
+    assert still_held.status_code == 422, still_held.text
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        {"text": "called back"},
+        {"text": "called back", "by": None},
+        {"by": None, "text": "called back"},
+    ],
+)
+def test_a_body_is_fingerprinted_as_parsed(same: dict[str, object]) -> None:
+    first = AddNote.model_validate({"text": "called back"})
+    assert fingerprint(AddNote.model_validate(same)) == fingerprint(first)
+    assert fingerprint(AddNote.model_validate({"text": "called back", "by": "ana"})) != fingerprint(first)
 
 
 async def test_the_key_a_503_names_is_held_to_the_body_it_was_made_for(
