@@ -305,16 +305,16 @@ class CaseStore:
         batch PostgreSQL refuses for its data is stored again row by row, each row in a savepoint (two
         round trips), each refused row in a safe form."""
         bound = log.bind(workflow_id=c.workflow_id, ticket_id=c.status.ticket.ticket_id, seq=c.seq)
-        try:
-            inserted, pending = await self._store_at_once(c, bound)
-        except asyncpg.DataError:
-            inserted, pending = await self._store_row_by_row(c, bound)
-        bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
         keys = [n.dedupe_key for n in c.notifications]
+        try:
+            inserted, pending = await self._store_at_once(c, keys, bound)
+        except asyncpg.DataError:
+            inserted, pending = await self._store_row_by_row(c, keys, bound)
+        bound.info("case recorded", phase=c.status.phase.value, new_events=inserted)
         return inserted, [k for k in keys if k in pending]
 
     async def _store_at_once(
-        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger
+        self, c: CaseChanges, keys: list[str], bound: structlog.typing.FilteringBoundLogger
     ) -> tuple[int, set[str]]:
         events = [_event_row(c, e) for e in c.events]
         sla = [row for e in c.events for row in _sla_rows(c, e)]
@@ -329,13 +329,12 @@ class CaseStore:
             *_columns(outbox, len(_OUTBOX_TYPES)),
         )
         assert row is not None
-        keys = [n.dedupe_key for n in c.notifications]
         if set(keys) <= set(row["seen"]):
             return row["inserted"], set(row["pending"])
         return row["inserted"], await _still_pending(self._pool, keys)
 
     async def _store_row_by_row(
-        self, c: CaseChanges, bound: structlog.typing.FilteringBoundLogger
+        self, c: CaseChanges, keys: list[str], bound: structlog.typing.FilteringBoundLogger
     ) -> tuple[int, set[str]]:
         damaged: list[str] = []
         inserted = 0
@@ -355,7 +354,7 @@ class CaseStore:
             for t in c.tickets:
                 await conn.execute(_INSERT_TICKET, *_ticket_row(t))
             await write_outbox(conn, c.notifications, bound)
-            pending = await _still_pending(conn, [n.dedupe_key for n in c.notifications])
+            pending = await _still_pending(conn, keys)
         if damaged:
             bound.error("stored in a safe form after a data error", damaged=damaged)
         return inserted, pending

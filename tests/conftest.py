@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -63,6 +64,15 @@ async def own_pool(own_postgres: StoppablePostgres) -> AsyncIterator[asyncpg.Poo
     await migrate(pool)
     yield pool
     await pool.close()
+
+
+@pytest_asyncio.fixture
+async def new_database_url(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[str]:
+    """The URL of a database of the test's own on the session's PostgreSQL, empty: no migration ran on it."""
+    name = f"new_{uuid.uuid4().hex[:12]}"
+    await pool.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    await pool.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest_asyncio.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -39,6 +38,16 @@ async def open_engaged(http: httpx.AsyncClient, ticket_id: str) -> None:
     await phase_is(http, ticket_id, "engaged")
 
 
+@pytest_asyncio.fixture
+async def http(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in this process, beside a worker, on the test's ticket with its case engaged."""
+    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
+        await open_engaged(http, ticket_id)
+        yield http
+
+
 def notes(case: dict[str, object]) -> list[str]:
     timeline = case["timeline"]
     assert isinstance(timeline, list)
@@ -46,24 +55,19 @@ def notes(case: dict[str, object]) -> list[str]:
 
 
 async def test_a_key_sent_again_with_its_body_is_answered_once_and_with_another_body_refused(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+    http: httpx.AsyncClient, ticket_id: str
 ) -> None:
     url = f"/cases/{ticket_id}/actions/add_note"
     key = {"Idempotency-Key": "call-1"}
-    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        await open_engaged(http, ticket_id)
-
-        first = await http.post(url, json={"text": "called back", "by": "ana"}, headers=key)
-        same = await http.post(
-            url,
-            content=json.dumps({"by": "ana", "text": "called back"}, indent=2),  # key order and spacing
-            headers=key | {"Content-Type": "application/json"},
-        )
-        other = await http.post(url, json={"text": "called back twice"}, headers=key)
-        other_action = await http.post(
-            f"/cases/{ticket_id}/actions/assign", json={"assignee": "bo"}, headers=key
-        )
-        case = (await http.get(f"/cases/{ticket_id}")).json()
+    first = await http.post(url, json={"text": "called back", "by": "ana"}, headers=key)
+    same = await http.post(
+        url,
+        content=json.dumps({"by": "ana", "text": "called back"}, indent=2),  # key order and spacing
+        headers=key | {"Content-Type": "application/json"},
+    )
+    other = await http.post(url, json={"text": "called back twice"}, headers=key)
+    other_action = await http.post(f"/cases/{ticket_id}/actions/assign", json={"assignee": "bo"}, headers=key)
+    case = (await http.get(f"/cases/{ticket_id}")).json()
 
     assert first.status_code == same.status_code == 200, (first.text, same.text)
     assert other.status_code == 422, other.text
@@ -78,15 +82,13 @@ async def test_a_key_sent_again_with_its_body_is_answered_once_and_with_another_
 
 
 async def test_a_key_the_case_refused_may_be_sent_again_with_another_body(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+    http: httpx.AsyncClient, ticket_id: str
 ) -> None:
     confirm = f"/cases/{ticket_id}/actions/customer_confirmed"
     key = {"Idempotency-Key": "confirm-1"}
-    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        await open_engaged(http, ticket_id)
-        too_early = await http.post(confirm, json={"note": "too early"}, headers=key)
-        resolved = await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "rolled back"})
-        confirmed = await http.post(confirm, json={"note": "works now"}, headers=key)
+    too_early = await http.post(confirm, json={"note": "too early"}, headers=key)
+    resolved = await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "rolled back"})
+    confirmed = await http.post(confirm, json={"note": "works now"}, headers=key)
 
     assert too_early.status_code == 409, too_early.text
     assert resolved.status_code == 200, resolved.text
@@ -95,12 +97,7 @@ async def test_a_key_the_case_refused_may_be_sent_again_with_another_body(
 
 
 async def test_a_refusal_keeps_the_key_another_request_claimed_meanwhile(
-    dev_env: WorkflowEnvironment,
-    pool: asyncpg.Pool,
-    settings: Settings,
-    task_queue: str,
-    ticket_id: str,
-    monkeypatch: pytest.MonkeyPatch,
+    http: httpx.AsyncClient, ticket_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A is refused; before it lets the key go, B (same key and body) is applied; C's other body must not
     then be answered with B's outcome."""
@@ -114,17 +111,15 @@ async def test_a_refusal_keeps_the_key_another_request_claimed_meanwhile(
         await b_answered.wait()
         return await read_status(client, ticket_id)
 
-    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        await open_engaged(http, ticket_id)
-        monkeypatch.setattr(actions, "case_status", status_after_b)
-        a = asyncio.create_task(http.post(confirm, json={"note": "works"}, headers=key))
-        await a_refused.wait()
-        monkeypatch.setattr(actions, "case_status", read_status)
-        assert (await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "fixed"})).is_success
-        b = await http.post(confirm, json={"note": "works"}, headers=key)
-        b_answered.set()
-        assert (await a).status_code == 409
-        c = await http.post(confirm, json={"note": "something else"}, headers=key)
+    monkeypatch.setattr(actions, "case_status", status_after_b)
+    a = asyncio.create_task(http.post(confirm, json={"note": "works"}, headers=key))
+    await a_refused.wait()
+    monkeypatch.setattr(actions, "case_status", read_status)
+    assert (await http.post(f"/cases/{ticket_id}/actions/resolved", json={"summary": "fixed"})).is_success
+    b = await http.post(confirm, json={"note": "works"}, headers=key)
+    b_answered.set()
+    assert (await a).status_code == 409
+    c = await http.post(confirm, json={"note": "something else"}, headers=key)
 
     assert b.status_code == 200 and b.json()["phase"] == "closed", b.text
     assert c.status_code == 422, c.text
@@ -147,21 +142,19 @@ async def test_a_key_sent_before_the_case_existed_is_free_once_it_does(
 
 
 async def test_a_key_older_than_its_retention_takes_another_body(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+    http: httpx.AsyncClient, pool: asyncpg.Pool, ticket_id: str
 ) -> None:
     url = f"/cases/{ticket_id}/actions/add_note"
-    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        await open_engaged(http, ticket_id)
-        for key in ("old-1", "old-2"):
-            assert (await http.post(url, json={"text": key}, headers={"Idempotency-Key": key})).is_success
-        await pool.execute(
-            "UPDATE action_keys SET first_sent_at = now() - $1::interval - interval '1 hour' "
-            "WHERE workflow_id = $2 AND update_id = 'add_note:old-1'",
-            KEPT_FOR,
-            case_workflow_id(ticket_id),
-        )
-        kept_past = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-1"})
-        still_held = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-2"})
+    for key in ("old-1", "old-2"):
+        assert (await http.post(url, json={"text": key}, headers={"Idempotency-Key": key})).is_success
+    await pool.execute(
+        "UPDATE action_keys SET first_sent_at = now() - $1::interval - interval '1 hour' "
+        "WHERE workflow_id = $2 AND update_id = 'add_note:old-1'",
+        KEPT_FOR,
+        case_workflow_id(ticket_id),
+    )
+    kept_past = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-1"})
+    still_held = await http.post(url, json={"text": "other"}, headers={"Idempotency-Key": "old-2"})
 
     assert kept_past.status_code == 200, kept_past.text  # answered with the first outcome, as before
     assert still_held.status_code == 422, still_held.text
@@ -202,15 +195,13 @@ async def test_the_key_a_503_names_is_held_to_the_body_it_was_made_for(
 
 
 async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, task_queue: str, ticket_id: str
+    http: httpx.AsyncClient, ticket_id: str
 ) -> None:
     url = f"/cases/{ticket_id}/actions/add_note"
     key = {"Idempotency-Key": "race-1"}
     bodies = [{"text": f"note {n}"} for n in range(6)]
-    async with in_process(settings, dev_env.client, pool) as http, case_worker(dev_env, pool, task_queue):
-        await open_engaged(http, ticket_id)
-        answers = await asyncio.gather(*(http.post(url, json=body, headers=key) for body in bodies))
-        case = (await http.get(f"/cases/{ticket_id}")).json()
+    answers = await asyncio.gather(*(http.post(url, json=body, headers=key) for body in bodies))
+    case = (await http.get(f"/cases/{ticket_id}")).json()
 
     codes = sorted(a.status_code for a in answers)
     assert codes == [200, 422, 422, 422, 422, 422], [a.text for a in answers]
@@ -220,22 +211,16 @@ async def test_two_bodies_racing_on_one_key_apply_one_and_refuse_the_other(
 
 @pytest_asyncio.fixture(params=["out of reach", "without the API's tables"])
 async def broken_database(
-    request: pytest.FixtureRequest,
-    pool: asyncpg.Pool,
-    database_url: str,
-    unreachable_database: asyncpg.Pool,
+    request: pytest.FixtureRequest, unreachable_database: asyncpg.Pool, new_database_url: str
 ) -> AsyncIterator[asyncpg.Pool]:
     """A PostgreSQL where no key can be checked: nothing listens on its port, or it answers for a
     database the API's migrations never ran on, so every query about keys fails."""
     if request.param == "out of reach":
         yield unreachable_database
         return
-    name = f"unmigrated_{uuid.uuid4().hex[:10]}"
-    await pool.execute(f'CREATE DATABASE "{name}"')
-    broken = await asyncpg.create_pool(database_url, database=name, min_size=0)
+    broken = await asyncpg.create_pool(new_database_url, min_size=0)
     yield broken
     await broken.close()
-    await pool.execute(f'DROP DATABASE "{name}"')
 
 
 async def test_while_postgresql_cannot_check_a_key_the_action_goes_on_unchecked(

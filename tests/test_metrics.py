@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -116,31 +115,26 @@ def dashboard_metrics() -> set[str]:
 
 
 async def test_a_worker_on_a_new_database_reads_its_gauges_only_once_the_tables_are_there(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, task_queue: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, new_database_url: str, task_queue: str, tmp_path: Path
 ) -> None:
     """The first `make run` on a new machine: the gauges start after the migrations, so the worker's
     first refresh finds the outbox table instead of logging that it is missing."""
-    fresh = f"fresh_{task_queue.replace('-', '_')}"[:63]
-    await pool.execute(f'CREATE DATABASE "{fresh}"')
     port, logs = free_port(), tmp_path / "worker.log"
     env = {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "DATABASE_URL": urlunsplit(urlsplit(database_url)._replace(path=f"/{fresh}")),
+        "DATABASE_URL": new_database_url,
         "ABH_TASK_QUEUE": task_queue,
         "ABH_METRICS_PORT": str(port),
         "ABH_GAUGE_INTERVAL": "0.2",
     }
-    try:
-        async with worker_process(env, output=logs):
+    async with worker_process(env, output=logs):
 
-            async def gauges_read():  # type: ignore[no-untyped-def]
-                answer = await get(f"http://127.0.0.1:{port}/metrics")
-                samples = parse_samples(answer.text) if answer and answer.status_code == 200 else {}
-                return value(samples, "abh_cases_needing_attention") is not None
+        async def gauges_read():  # type: ignore[no-untyped-def]
+            answer = await get(f"http://127.0.0.1:{port}/metrics")
+            samples = parse_samples(answer.text) if answer and answer.status_code == 200 else {}
+            return value(samples, "abh_cases_needing_attention") is not None
 
-            await until(gauges_read, "the gauges read", timeout=60)
-    finally:
-        await pool.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+        await until(gauges_read, "the gauges read", timeout=60)
     lines = logs.read_text()
     assert "worker running" in lines
     assert "gauges not refreshed" not in lines
