@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -75,8 +76,13 @@ async def start_dev_server(
 
 
 def start_postgres(data_dir: Path) -> str:
-    """An embedded PostgreSQL in `data_dir`; returns its connection URL. Stops when the process exits."""
-    import pgserver  # imported here: only the embedded default needs it
+    """An embedded PostgreSQL in `data_dir`; returns its connection URL. Stops when the process exits.
+
+    pgserver keeps its lock file in the user's runtime folder; where XDG_RUNTIME_DIR is unset (root, a
+    container) platformdirs falls back to /tmp/runtime-<uid> and warns, which is no news to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver  # imported here: only the embedded default needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(  # type: ignore[attr-defined]
