@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -59,19 +60,22 @@ class KeyedAction:
     key: str
     payload: ActionPayload
 
+    @cached_property
+    def _sent(self) -> str:
+        return fingerprint(self.payload)
+
     async def claim(self) -> int | None:
         """Remember the body the key is first sent with, and refuse (422) the key sent with another one,
         changing nothing. Returns the number of claims so far, this one included (None unchecked)."""
-        sent = fingerprint(self.payload)
 
         async def claim(conn: Connection) -> Any:
             await conn.execute(_FORGET_EXPIRED, KEPT_FOR)
-            return await conn.fetchrow(_CLAIM, self.workflow_id, self.update_id, sent)
+            return await conn.fetchrow(_CLAIM, self.workflow_id, self.update_id, self._sent)
 
         first = await self._checked("idempotency key not checked", claim)
         if first is None:
             return None
-        if first["fingerprint"] != sent:
+        if first["fingerprint"] != self._sent:
             why = (
                 f"Idempotency-Key {self.key} was first sent with another body for {self.payload.action} "
                 "on this case, and a key is answered with its first action's outcome: send a new action "
@@ -86,10 +90,9 @@ class KeyedAction:
         """Forget the key's body: the case refused the action, which leaves Temporal nothing to answer the
         key with, so the key may be sent again with another body. Kept when another request claimed the
         key since `claims`: that one may have been applied."""
-        sent = fingerprint(self.payload)
 
         async def release(conn: Connection) -> Any:
-            return await conn.execute(_RELEASE, self.workflow_id, self.update_id, sent, claims)
+            return await conn.execute(_RELEASE, self.workflow_id, self.update_id, self._sent, claims)
 
         await self._checked("idempotency key not released", release)
 

@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -28,13 +28,13 @@ async def worker_process(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """worker.py with `env` over the test's environment, its logs in `output` when given; stopped with
     SIGTERM, and it must exit 0. The relay schedule it made is deleted after it."""
-    with open(output or os.devnull, "w") as logs:  # noqa: ASYNC230 - opened once, before the worker starts
+    with open(output, "w") if output else nullcontext() as logs:  # noqa: ASYNC230 - opened once, before the worker starts
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "worker.py"),
             env=os.environ | dict(env),
             cwd=ROOT,
-            stdout=logs if output else None,
+            stdout=logs,
             stderr=asyncio.subprocess.STDOUT if output else None,
         )
     try:
