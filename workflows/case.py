@@ -547,8 +547,8 @@ class CaseWorkflow(CaseActions):
         return self.case
 
     def _ready(self) -> bool:
-        """Actions apply once the case is opened and triaged; until then they wait (or, as updates, are
-        refused), so an early `customer_contacted` is not judged against the triage phase."""
+        """Actions apply once the case is opened and triaged; until then they wait, so an early
+        `customer_contacted` is not judged against the triage phase."""
         return self._policy is not None and self.case.phase is not Phase.TRIAGE
 
     async def _act(self, name: str, payload: Any, unreadable: str | None = None) -> None:
@@ -565,11 +565,14 @@ class CaseWorkflow(CaseActions):
         self._apply(action)
 
     def _check(self, name: str, payload: Any) -> None:
-        """The update validator: refuse to the caller, before anything is written to history."""
-        if self._case is None or not self._ready():
-            raise ActionRefused("the case is still being opened; try again in a moment")
+        """The update validator: refuse to the caller, before anything is written to history. While the
+        case is being opened only the payload can be judged; the rules are, once it is triaged."""
+        if self._invalid:
+            raise ActionRefused(self._invalid)
         try:
-            rules.check(self.case, rules.parse_action(name, payload))
+            action = rules.parse_action(name, payload)
+            if self._ready():
+                rules.check(self.case, action)
         except rules.Refused as refusal:
             raise ActionRefused(str(refusal)) from None
 
@@ -582,7 +585,11 @@ class CaseWorkflow(CaseActions):
             self._answered_ids.append(update_id)
 
     async def _act_now(self, name: str, payload: Any) -> CaseStatus:
-        """Apply a validated action and answer with the case once its timeline entry is stored."""
+        """Apply a validated action and answer with the case once its timeline entry is stored. One
+        accepted while the case was being opened waits for its triage, and is judged by the rules then."""
+        if not self._ready():
+            await workflow.wait_condition(lambda: self._ready() or self._invalid is not None)
+            self._check(name, payload)
         self._apply(rules.parse_action(name, payload))
         seq = self._journal.seq
         await workflow.wait_condition(lambda: self._journal.written >= seq)
