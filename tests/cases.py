@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import Sender, log_sink
@@ -38,6 +42,7 @@ OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
 gives the figures of the full-length runs)."""
 ESCALATION = timedelta(minutes=60)
 """A P1's Tech Lead escalation, after engagement, in the shipped policies."""
+UPDATE_ADMITTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
 
 
 def due_in(lead: timedelta) -> datetime:
@@ -226,3 +231,23 @@ async def visible(client: Client, workflow_id: str, condition: str) -> bool:
     """Whether visibility lists the case under `condition` (a query over the case search attributes)."""
     query = f'WorkflowId = "{workflow_id}" AND {condition}'
     return bool([e async for e in client.list_workflows(query, limit=1)])
+
+
+async def updates_admitted(client: Client, workflow_id: str, update_ids: list[str]) -> bool:
+    """Whether the server holds every one of the updates (none is accepted without a worker)."""
+    for update_id in update_ids:
+        ref = UpdateRef(workflow_execution=WorkflowExecution(workflow_id=workflow_id), update_id=update_id)
+        request = PollWorkflowExecutionUpdateRequest(
+            namespace=client.namespace,
+            update_ref=ref,
+            wait_policy=WaitPolicy(lifecycle_stage=UPDATE_ADMITTED),
+        )
+        try:
+            await client.workflow_service.poll_workflow_execution_update(
+                request, timeout=timedelta(seconds=5)
+            )
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+    return True

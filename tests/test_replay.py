@@ -28,6 +28,7 @@ def test_the_representative_cases_are_recorded() -> None:
     names = {p.stem for p in HISTORIES if p.parent.name == "histories"}
     assert {"p1_escalated_and_closed", "p3_queued_paused_reopened", "cancelled", "continued_as_new"} <= names
     assert {"p1_acknowledged_and_updated", "raised_to_p1_while_queued", "updates_on_the_dev_server"} <= names
+    assert "updates_while_opened" in names
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["workers", "strict-sandbox"])

@@ -10,21 +10,23 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
-from temporalio.api.update.v1 import UpdateRef, WaitPolicy
-from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from stack.cases import NotAnsweredYet, open_case, signal_action, update_action
-from tests.cases import Cases, case_worker, quiet, round_the_clock_policy, status_when, ticket, until
+from tests.cases import (
+    Cases,
+    case_worker,
+    quiet,
+    round_the_clock_policy,
+    status_when,
+    ticket,
+    until,
+    updates_admitted,
+)
 from workflows.case import CaseWorkflow
 from workflows.models import CaseInput, CloseReason, MilestoneState, Phase, Priority
 from workflows.rules import Refused
-
-ADMITTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
 
 
 async def history_length(handle: WorkflowHandle[CaseWorkflow, Any]) -> int:
@@ -308,7 +310,9 @@ async def test_actions_sent_while_the_case_is_being_opened_wait_for_its_triage(
     # Past the client's own check, as another SDK or a raw gRPC caller could send it.
     bad = handle.execute_update("milestone_verified", {"milestone": "coffee"}, id="bad payload")
     answers["bad payload"] = asyncio.ensure_future(bad)
-    await until(lambda: _admitted(dev_env.client, handle.id, list(answers)), "the updates wait for a worker")
+    await until(
+        lambda: updates_admitted(dev_env.client, handle.id, list(answers)), "the updates wait for a worker"
+    )
     async with case_worker(dev_env, pool, task_queue, round_the_clock_policy()) as cases:
         cases.handles.append(handle)
         await asyncio.wait(answers.values(), timeout=30)
@@ -339,31 +343,13 @@ async def test_an_action_sent_while_a_failing_case_is_opened_is_refused_with_the
     handle = await open_case(dev_env.client, CaseInput.model_validate(raw), task_queue=task_queue)
     note = update_action(dev_env.client, ticket_id, "add_note", {"text": "hi"}, update_id="note")
     answer = asyncio.ensure_future(note)
-    await until(lambda: _admitted(dev_env.client, handle.id, ["note"]), "the update waits for a worker")
+    await until(
+        lambda: updates_admitted(dev_env.client, handle.id, ["note"]), "the update waits for a worker"
+    )
     async with case_worker(dev_env, pool, task_queue):
         with pytest.raises(Refused, match="unknown calendar 'mars-base'"):
             await asyncio.wait_for(answer, 30)
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
-
-
-async def _admitted(client: Client, workflow_id: str, update_ids: list[str]) -> bool:
-    """Whether the server holds every one of the updates (none is accepted without a worker)."""
-    for update_id in update_ids:
-        ref = UpdateRef(workflow_execution=WorkflowExecution(workflow_id=workflow_id), update_id=update_id)
-        request = PollWorkflowExecutionUpdateRequest(
-            namespace=client.namespace,
-            update_ref=ref,
-            wait_policy=WaitPolicy(lifecycle_stage=ADMITTED),
-        )
-        try:
-            await client.workflow_service.poll_workflow_execution_update(
-                request, timeout=timedelta(seconds=5)
-            )
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-    return True
 
 
 async def test_an_action_sent_again_with_its_id_is_applied_once_even_after_a_continue_as_new(

@@ -23,10 +23,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.database import connect, migrate
-from stack.cases import signal_action, update_action
+from stack.cases import open_case, signal_action, update_action
 from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
-from tests.cases import advance_to, case_worker, round_the_clock_policy, status_when, ticket
+from tests.cases import (
+    advance_to,
+    case_worker,
+    round_the_clock_policy,
+    status_when,
+    ticket,
+    until,
+    updates_admitted,
+)
 from worker import pin_zone_rules
 from workflows.case import CaseWorkflow
 from workflows.models import Phase
@@ -163,6 +171,28 @@ async def updates_on_the_dev_server(env: WorkflowEnvironment, pool: asyncpg.Pool
     return h
 
 
+async def updates_while_opened(env: WorkflowEnvironment, pool: asyncpg.Pool) -> Handle:
+    """Updates sent before any worker took the case: accepted in its opening, they wait for the triage."""
+    tid = f"R6-{uuid.uuid4().hex[:6]}"
+    h = await open_case(env.client, ticket(tid, "P2"), task_queue="record")
+    early = {
+        "early-contact": ("customer_contacted", {"channel": "call"}),
+        "early-confirm": ("customer_confirmed", {}),
+    }
+    answers = [
+        asyncio.ensure_future(update_action(env.client, tid, action, payload, update_id=update_id))
+        for update_id, (action, payload) in early.items()
+    ]
+    await until(lambda: updates_admitted(env.client, h.id, list(early)), "the updates wait for a worker")
+    async with case_worker(env, pool, "record", round_the_clock_policy()):
+        await asyncio.gather(*answers, return_exceptions=True)
+        await update_action(env.client, tid, "resolved", {"summary": "fixed"})
+        await status_when(h, lambda s: s.follow_up_sent_at is not None)
+        await update_action(env.client, tid, "customer_confirmed", {})
+        await h.result()
+    return h
+
+
 TIME_SKIPPING: dict[str, Callable[[WorkflowEnvironment, asyncpg.Pool], Awaitable[Handle]]] = {
     "p1_escalated_and_closed": p1_escalated_and_closed,
     "p3_queued_paused_reopened": p3_queued_paused_reopened,
@@ -171,7 +201,10 @@ TIME_SKIPPING: dict[str, Callable[[WorkflowEnvironment, asyncpg.Pool], Awaitable
     "p1_acknowledged_and_updated": p1_acknowledged_and_updated,
     "raised_to_p1_while_queued": raised_to_p1_while_queued,
 }
-DEV_SERVER = {"updates_on_the_dev_server": updates_on_the_dev_server}
+DEV_SERVER = {
+    "updates_on_the_dev_server": updates_on_the_dev_server,
+    "updates_while_opened": updates_while_opened,
+}
 
 
 async def save(name: str, handle: Handle) -> None:
