@@ -1,5 +1,6 @@
 """Every action as an update on the dev server: a good one answers with the case, a bad one is refused
-to the caller with the reason and leaves no trace in the case's history."""
+to the caller with the reason and leaves no trace in the case's history (except one the case accepted
+while it was being opened, and refused once triaged)."""
 
 from __future__ import annotations
 
