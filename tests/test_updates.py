@@ -298,7 +298,8 @@ async def test_actions_sent_while_the_case_is_being_opened_wait_for_its_triage(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
 ) -> None:
     """Sent before any worker has opened the case, each update reaches it in its first workflow task: the
-    payload is judged at once, the rules once the case is triaged, and the good one is applied then."""
+    payload is judged at once, the rules once the case is triaged, and the good one is applied then. One
+    the rules refuse then was accepted first, so its id keeps that refusal, and the refusal says so."""
     handle = await open_case(dev_env.client, ticket(ticket_id, "P3"), task_queue=task_queue)
     sent = {
         "contact": ("customer_contacted", {"channel": "call"}),
@@ -318,6 +319,10 @@ async def test_actions_sent_while_the_case_is_being_opened_wait_for_its_triage(
         cases.handles.append(handle)
         await asyncio.wait(answers.values(), timeout=30)
         contacted = answers["contact"].result()
+        await update_action(dev_env.client, ticket_id, "resolved", {"summary": "fixed"})
+        again = update_action(dev_env.client, ticket_id, "customer_confirmed", {}, update_id="too early")
+        with pytest.raises(Refused, match="holds this refusal; send the action again with a new one"):
+            await again
         events = [e async for e in handle.fetch_history_events()]
         await cases.terminate_running()
 
@@ -330,8 +335,12 @@ async def test_actions_sent_while_the_case_is_being_opened_wait_for_its_triage(
     with pytest.raises(WorkflowUpdateFailedError) as bad_payload:
         answers["bad payload"].result()
     assert "invalid milestone_verified payload: milestone" in str(bad_payload.value.cause)
-    accepted = [e for e in events if e.HasField("workflow_execution_update_accepted_event_attributes")]
-    assert len(accepted) == 2
+    accepted = {
+        e.workflow_execution_update_accepted_event_attributes.protocol_instance_id
+        for e in events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    }
+    assert {"contact", "too early"} <= accepted and "bad payload" not in accepted
 
 
 async def test_an_action_sent_while_a_failing_case_is_opened_is_refused_with_the_reason(

@@ -576,6 +576,17 @@ class CaseWorkflow(CaseActions):
         except rules.Refused as refusal:
             raise ActionRefused(str(refusal)) from None
 
+    def _check_once_opened(self, name: str, payload: Any) -> None:
+        """The rules for an update accepted while the case was being opened. Temporal keeps the outcome of
+        every update it accepted, so a refusal here stays with the update's id, and says so."""
+        try:
+            self._check(name, payload)
+        except ActionRefused as refusal:
+            raise ActionRefused(
+                f"{refusal.message} (judged once the case was opened, after it had taken the action: its"
+                " idempotency key or update id now holds this refusal; send the action again with a new one)"
+            ) from None
+
     def _answered_before(self, update_id: str) -> CaseStatus | None:
         """The case, when an earlier run answered `update_id` (within a run, Temporal answers it itself)."""
         return self.case if update_id in self._answered_earlier else None
@@ -589,7 +600,7 @@ class CaseWorkflow(CaseActions):
         accepted while the case was being opened waits for its triage, and is judged by the rules then."""
         if not self._ready():
             await workflow.wait_condition(lambda: self._ready() or self._invalid is not None)
-            self._check(name, payload)
+            self._check_once_opened(name, payload)
         self._apply(rules.parse_action(name, payload))
         seq = self._journal.seq
         await workflow.wait_condition(lambda: self._journal.written >= seq)
