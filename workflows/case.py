@@ -582,6 +582,8 @@ class CaseWorkflow(CaseActions):
         try:
             self._check(name, payload)
         except ActionRefused as refusal:
+            if self._invalid:
+                raise
             raise ActionRefused(
                 f"{refusal.message} (judged once the case was opened, after it had taken the action: its"
                 " idempotency key or update id now holds this refusal; send the action again with a new one)"
