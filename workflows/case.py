@@ -25,6 +25,7 @@ from workflows.journal import (
     ACTIVITY_TIMEOUT,
     ONE_WRITE_PER_CHANGE,
     PATIENT,
+    QUIET_END,
     WRITE_BESIDE_LIFECYCLE,
     CaseJournal,
     Unwritten,
@@ -181,9 +182,10 @@ class CaseWorkflow(CaseActions):
     async def run(self, *args: Any) -> CaseOutcome:
         if self._invalid:
             raise InvalidCaseInput(self._invalid)
-        lean = workflow.patched(ONE_WRITE_PER_CHANGE)
+        quiet_end = workflow.patched(QUIET_END)
+        lean = quiet_end or workflow.patched(ONE_WRITE_PER_CHANGE)
         if lean or workflow.patched(WRITE_BESIDE_LIFECYCLE):
-            self._begin_life(lean)
+            self._begin_life(lean, quiet_end)
         if self._policy is None and self.case.opened_at > workflow.now():
             self._arrived_early()
         if self._policy is None:
@@ -195,7 +197,7 @@ class CaseWorkflow(CaseActions):
         await self._drain()
         return self._outcome()
 
-    def _begin_life(self, lean: bool) -> None:
+    def _begin_life(self, lean: bool, quiet_end: bool) -> None:
         """Write the journal beside the lifecycle; key this life's rows on the run id it began with. A
         continued run keeps the life it carries; a reset run begins a new one (Temporal keeps the chain's
         first run id through a reset, so a reset is told by a run id other than its history's own), so a
@@ -205,13 +207,13 @@ class CaseWorkflow(CaseActions):
         reset = info.run_id != info.original_execution_run_id
         if self._policy is None or (case.life and reset):
             case.life = info.run_id
-        self._journal.start(lambda: self.case, lean=lean)
+        self._journal.start(lambda: self.case, lean=lean, quiet_end=quiet_end)
 
     def _arrived_early(self) -> None:
         """A ticket opened a little ahead of the server's clock (within CLOCK_SKEW: the sender's clock
         runs fast) is taken as opened when it arrived. Asked before the policy's snapshot: asked after its
         local activity, the marker landed in a workflow task of its own, and the recording did not replay."""
-        if workflow.patched(OPENED_AT_NOT_AHEAD):
+        if self._taken(OPENED_AT_NOT_AHEAD):
             self.case.opened_at = workflow.now()
 
     async def _ingest(self) -> None:
@@ -324,7 +326,7 @@ class CaseWorkflow(CaseActions):
         action that moves no deadline costs no timer."""
         if self._timer is not None and (due is None or due.at != self._timer_at):
             assert self._timer_at is not None
-            if self._timer_at > workflow.now() or not workflow.patched(DUE_TIMERS_FIRE):
+            if self._timer_at > workflow.now() or not self._taken(DUE_TIMERS_FIRE):
                 self._timer.cancel()
             self._timer = None
         if due is not None and self._timer is None:
@@ -733,7 +735,7 @@ class CaseWorkflow(CaseActions):
         contact = raised and case.engagement >= 1 and self._since(CONTACT_ON_RAISE)
         to_on_call = contact
         waiting = case.phase in (Phase.QUEUED, Phase.AWAITING_CONFIRMATION)
-        if raised and waiting and workflow.patched(P1_OWNER_WHEN_RAISED):
+        if raised and waiting and self._taken(P1_OWNER_WHEN_RAISED):
             contact, to_on_call = False, True
         reassigned_to = None
         if to_on_call and case.assignee == self.policy.roster.team_queue:
@@ -783,12 +785,16 @@ class CaseWorkflow(CaseActions):
         """Start a fresh history for a long-lived case: its state, clocks and deadlines carry over whole,
         and so does whatever is still to be stored or delivered; nothing is waited for but the handlers.
         Inline (cases opened earlier): everything written and delivered first."""
-        clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         if not self._journal.beside:
+            clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
             await self._drain()
             self._continue(self._carried(Unwritten()))
         if not workflow.all_handlers_finished():
             return
+        await self._journal.quiet_task()
+        if not workflow.all_handlers_finished():
+            return
+        clocks.refresh_due_instants(self.case, self.policy, self.clocks, workflow.now())
         carried = self._carried(self._journal.hand_on())
         if len(carried.unwritten.model_dump_json()) > HAND_ON_BYTES:
             workflow.logger.warning("continue-as-new postponed: a large backlog is still to be stored")
@@ -817,13 +823,20 @@ class CaseWorkflow(CaseActions):
 
     @property
     def _lean(self) -> bool:
-        """One local write per change (ONE_WRITE_PER_CHANGE): the run began after every earlier patch."""
+        """One local write per change (ONE_WRITE_PER_CHANGE or QUIET_END): the run began after every
+        earlier patch."""
         return self._journal.lean
 
     def _since(self, patch: str) -> bool:
         """Whether the case takes the behaviour of `patch`: always in a lean run, which began after it
         (so its history carries no marker for it), else as its history says."""
         return self._lean or workflow.patched(patch)
+
+    def _taken(self, patch: str) -> bool:
+        """Whether the case takes the behaviour of `patch`, one of those that came after
+        ONE_WRITE_PER_CHANGE: always in a run that began with QUIET_END, the newest, so its history
+        carries no marker for it; else as its history says."""
+        return self._journal.quiet_end or workflow.patched(patch)
 
     @property
     def case(self) -> CaseStatus:
