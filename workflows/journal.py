@@ -155,7 +155,6 @@ class CaseJournal:
         self._case: Callable[[], CaseStatus] | None = None
         self._rounds = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._numbered_in = -1
         self.lean = False
         self.quiet_end = False
 
@@ -187,7 +186,6 @@ class CaseJournal:
 
     def _record(self, case: CaseStatus, planned: Entry) -> TimelineEntry:
         self.seq += 1
-        self._numbered_in = workflow.info().get_current_history_length()
         data = dict(planned.data)
         if planned.note:
             data["note"] = planned.note
@@ -272,9 +270,14 @@ class CaseJournal:
             await workflow.wait_condition(settled)
 
     async def quiet_task(self) -> None:
-        """Return in a workflow task that has numbered no entry, one the run may end in (QUIET_END): a
-        short timer moves on to the next task, as often as actions keep coming."""
-        while self.quiet_end and self._numbered_in == workflow.info().get_current_history_length():
+        """Return in a workflow task that has numbered no entry, one the run may end in (QUIET_END): the
+        task in which a short timer fired with nothing numbered since it started. The signals of a task
+        are applied before its timer fires, so an entry they number is seen, and the turn taken again."""
+        if not self.quiet_end:
+            return
+        numbered = -1
+        while numbered != self.seq:
+            numbered = self.seq
             await workflow.sleep(QUIET_TURN, summary="End the run in a task of its own")
 
     async def _keep_writing(self) -> None:
