@@ -23,7 +23,7 @@ from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
 from stack.sender_config import senders_from_env
 from tests.api_server import Api, served
-from tests.cases import StoppablePostgres, free_port
+from tests.cases import StoppablePostgres, free_port, replay_every_case
 from tests.test_senders import Mailbox, Receiver, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
@@ -98,10 +98,15 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's dev server: updates, search attributes and schedules behave as in production."""
+    """Temporal's dev server: updates, search attributes and schedules behave as in production. At the
+    end of the session every case it holds is replayed against the code."""
     env = await start_dev_server(None, port=free_port(), ui=False)
     yield env
-    await env.shutdown()
+    try:
+        failures = await replay_every_case(env.client)
+    finally:
+        await env.shutdown()
+    assert not failures, f"cases that no longer replay: {failures}"
 
 
 @pytest.fixture
