@@ -1,7 +1,7 @@
 """A case's run ends in a workflow task that numbered no timeline entry. Temporal refuses to end a run
 while a signal waits, and the retried task takes the signal first; had the refused task stored the
 closure, the retry would number its entries afresh over the rows already stored and the e-mails already
-sent (`END_IN_A_QUIET_TASK`)."""
+sent (`QUIET_END`)."""
 
 from __future__ import annotations
 
