@@ -20,6 +20,9 @@ from temporalio.api.update.v1 import UpdateRef, WaitPolicy
 from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
 from temporalio.client import (
     Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -33,6 +36,7 @@ from temporalio.worker import Replayer
 from activities.notifications import Sender, log_sink
 from activities.policy_source import PolicySource
 from console.views import add_commands
+from simulator.replay import SCRIPT_MEMO
 from stack.cases import open_case
 from stack.embedded import start_postgres
 from stack.encryption import ENCODING
@@ -262,19 +266,47 @@ async def updates_admitted(client: Client, workflow_id: str, update_ids: list[st
     return True
 
 
-async def replay_every_case(client: Client) -> dict[str, str]:
-    """Replay every case the server holds against the code as it is, as workers run it: a workflow task
-    that would issue other commands on replay (a query, or a worker taking over the case) shows here.
-    Cases whose payloads are encrypted are left out: their keys belonged to their tests."""
+class StartedCases(Interceptor):
+    """Remembers the id of every case its client starts: the time-skipping server cannot list them."""
 
-    async def plain() -> AsyncIterator[WorkflowHistory]:
-        async for history in client.list_workflows(f'WorkflowType="{WORKFLOW_TYPE}"').map_histories():
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        ids = self.ids
+
+        class Remember(OutboundInterceptor):
+            async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+                if input.workflow == WORKFLOW_TYPE:
+                    ids.append(input.id)
+                return await super().start_workflow(input)
+
+        return Remember(next)
+
+
+async def replay_every_case(client: Client, ids: list[str] | None = None) -> dict[str, str]:
+    """Replay every case the server holds (or the latest run of each of `ids`) against the code as it
+    is, as workers run it: a workflow task that would issue other commands on replay (a query, or a
+    worker taking over the case) shows here. Left out: cases whose payloads are encrypted (their keys
+    belonged to their tests) and simulated ones (the simulator's worker plays their script)."""
+
+    async def held() -> AsyncIterator[WorkflowHistory]:
+        if ids is None:
+            async for history in client.list_workflows(f'WorkflowType="{WORKFLOW_TYPE}"').map_histories():
+                yield history
+            return
+        for workflow_id in dict.fromkeys(ids):
+            yield await client.get_workflow_handle(workflow_id).fetch_history()
+
+    async def replayable() -> AsyncIterator[WorkflowHistory]:
+        async for history in held():
             started = history.events[0].workflow_execution_started_event_attributes
-            if not any(p.metadata.get("encoding") == ENCODING for p in started.input.payloads):
+            encrypted = any(p.metadata.get("encoding") == ENCODING for p in started.input.payloads)
+            if not encrypted and SCRIPT_MEMO not in started.memo.fields:
                 yield history
 
     replayer = Replayer(
         workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
     )
-    results = await replayer.replay_workflows(plain(), raise_on_replay_failure=False)
+    results = await replayer.replay_workflows(replayable(), raise_on_replay_failure=False)
     return {run_id: str(err) for run_id, err in results.replay_failures.items()}

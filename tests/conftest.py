@@ -23,7 +23,7 @@ from stack.client import register_search_attributes
 from stack.embedded import bundled_binary, start_dev_server, start_postgres
 from stack.sender_config import senders_from_env
 from tests.api_server import Api, served
-from tests.cases import StoppablePostgres, free_port, replay_every_case
+from tests.cases import StartedCases, StoppablePostgres, free_port, replay_every_case
 from tests.test_senders import Mailbox, Receiver, loopback_provider, webhook_env
 from worker import pin_zone_rules
 
@@ -86,14 +86,21 @@ async def unreachable_database() -> AsyncIterator[asyncpg.Pool]:
 @pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, one per test (it starts in about 0.1 s): days of case time
-    pass in a second, and no test's leftover timers can hold up another's clock."""
+    pass in a second, and no test's leftover timers can hold up another's clock. At the end of the test
+    every case it started is replayed against the code."""
+    started = StartedCases()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
+        interceptors=[started],
         test_server_existing_path=bundled_binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
     yield env
-    await env.shutdown()
+    try:
+        failures = await replay_every_case(env.client, started.ids)
+    finally:
+        await env.shutdown()
+    assert not failures, f"cases that no longer replay: {failures}"
 
 
 @pytest_asyncio.fixture(scope="session")
