@@ -47,7 +47,7 @@ from stack.samples import send_notes as send_notes
 from stack.samples import ticket as ticket
 from worker import build_worker, workflow_runner
 from workflows.case import CaseWorkflow
-from workflows.models import WORKFLOW_TYPE, CaseInput, CaseStatus
+from workflows.models import WORKFLOW_TYPE, CaseInput, CaseStatus, Phase
 from workflows.policy import Policy
 
 OUTAGE = float(os.environ.get("ABH_TEST_OUTAGE_SECONDS", "15"))
@@ -195,6 +195,15 @@ ORDER = {
     "escalations": "raised_at",
     "notifications": "seq, dedupe_key",
 }
+
+
+async def awaiting_confirmation(cases: Cases, ticket_id: str) -> WorkflowHandle[CaseWorkflow, Any]:
+    """A P2 engaged, resolved and followed up: one confirmation from its close."""
+    handle = await cases.open(ticket(ticket_id, "P2"))
+    await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
+    await handle.execute_update("resolved", {"summary": "config fixed"})
+    await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+    return handle
 
 
 async def rows(pool: asyncpg.Pool, table: str, workflow_id: str) -> list[asyncpg.Record]:

@@ -25,6 +25,7 @@ from tests.cases import (
     OUTAGE,
     Cases,
     StoppablePostgres,
+    awaiting_confirmation,
     case_worker,
     due_in,
     failed_tasks,
@@ -192,10 +193,7 @@ async def test_a_mail_outage_never_holds_continue_as_new_or_the_escalation_and_e
 
 async def resolved_and_confirmed(cases: Cases, ticket_id: str) -> WorkflowHandle[CaseWorkflow, Any]:
     """A P2 engaged, resolved, followed up and confirmed: on its way to the close."""
-    handle = await cases.open(ticket(ticket_id, "P2"))
-    await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
-    await handle.execute_update("resolved", {"summary": "config fixed"})
-    await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+    handle = await awaiting_confirmation(cases, ticket_id)
     await handle.signal("customer_confirmed", {})
     return handle
 

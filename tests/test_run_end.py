@@ -11,9 +11,8 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.cases import case_worker, round_the_clock_policy, rows, status_when, ticket, until
+from tests.cases import awaiting_confirmation, case_worker, round_the_clock_policy, rows, until
 from workflows.case import CaseWorkflow
-from workflows.models import Phase
 
 
 @pytest.mark.timeout(120)
@@ -21,16 +20,13 @@ async def test_an_action_sent_while_the_closure_is_stored_is_stored_after_it_and
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, ticket_id: str
 ) -> None:
     async with case_worker(dev_env, pool, task_queue, round_the_clock_policy()) as cases:
-        handle = await cases.open(ticket(ticket_id, "P2"))
-        await status_when(handle, lambda s: s.phase is Phase.ENGAGED)
-        await handle.execute_update("resolved", {"summary": "config fixed"})
-        await status_when(handle, lambda s: s.follow_up_sent_at is not None)
+        handle = await awaiting_confirmation(cases, ticket_id)
 
-        async def awaiting_confirmation() -> bool:
+        async def follow_up_stored() -> bool:
             found = await rows(pool, "cases", handle.id)
             return bool(found) and found[0]["phase"] == "awaiting_confirmation"
 
-        await until(awaiting_confirmation, "the follow-up stored", 30)
+        await until(follow_up_stored, "the follow-up stored", 30)
         async with pool.acquire() as conn:
             held = conn.transaction()
             await held.start()
