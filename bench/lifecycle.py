@@ -4,13 +4,14 @@ With `--cases 200 --rounds 1` it is also the measure of 200 concurrent lifecycle
 
 All run on the same dev server, the cases' worker and the yardsticks' each in a process of its own
 (`worker.py` with the default policy, and `bench.bare`), the clients in this one, in interleaved rounds:
-`--cases` bare workflows at once (5 activities and 1 signal), then `--cases` bare workflows of 5 updates
-(as many as a lifecycle sends, each answered at once), then `--cases` P1 lifecycles at once (open,
-contact, two milestones, resolve, the system's follow-up, confirm, each action an update), and again.
+`--cases` at once of each yardstick in `bench.bare` (the bare workflow of 5 activities and 1 signal, one
+of 5 updates answered at once, one of 5 updates each answered after a local activity, and the case's
+footprint), then `--cases` P1 lifecycles at once (open, contact, two milestones, resolve, the system's
+follow-up, confirm, each action an update), and again.
 Prints each kind's rate and the lifecycle's rate as a multiple of the bare workflow's, the CPU each kind
 costs its worker, the dev server, PostgreSQL and the clients, a workflow (on a machine whose cores are
-all busy, those are what bound the rates), and the update latency of the lifecycles and of the bare
-updates at the same concurrency.
+all busy, those are what bound the rates), and the update latency of every kind that takes updates, at
+the same concurrency.
 """
 
 from __future__ import annotations
@@ -23,16 +24,24 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from bench.bare import (
+    FOOTPRINT,
+    BareRecordedUpdatesWorkflow,
+    BareUpdatesWorkflow,
+    BareWorkflow,
+    CaseFootprintWorkflow,
+)
 from bench.bare import STEPS as BARE_STEPS
-from bench.bare import BareUpdatesWorkflow, BareWorkflow
 from bench.stack import PROJECT, bench_stack, header, process_cpu
-from stack.cases import open_case, update_action
+from stack.cases import details_of, open_case, summary_of, update_action
 from stack.samples import ticket
+from workflows import search
 
 STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("customer_contacted", {"channel": "call"}),
@@ -51,20 +60,57 @@ async def bare(client: Client, task_queue: str) -> None:
     await handle.result()
 
 
-async def bare_updates(client: Client, task_queue: str) -> None:
+async def bare_updates(
+    client: Client, task_queue: str, kind: type[BareUpdatesWorkflow | BareRecordedUpdatesWorkflow]
+) -> None:
     handle = await client.start_workflow(
-        BareUpdatesWorkflow.run, id=f"bare-updates-{uuid.uuid4().hex[:10]}", task_queue=task_queue
+        kind.run, id=f"bare-updates-{uuid.uuid4().hex[:10]}", task_queue=task_queue
     )
+    await steps(handle, UPDATES[kind])
+
+
+async def footprint(client: Client, task_queue: str) -> None:
+    t = ticket(f"F-{uuid.uuid4().hex[:10]}", "P1")
+    handle = await client.start_workflow(
+        CaseFootprintWorkflow.run,
+        "x" * FOOTPRINT["ticket"],
+        id=f"footprint-{t.ticket_id}",
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(search.CASE_PRIORITY, "P1"),
+                SearchAttributePair(search.CASE_PHASE, "triage"),
+                SearchAttributePair(search.CASE_CUSTOMER, t.customer.account_id),
+                SearchAttributePair(search.CASE_ESCALATED, False),
+                SearchAttributePair(search.CASE_SLA_BREACHED, False),
+                SearchAttributePair(search.CASE_OPENED_AT, datetime.now(UTC)),
+            ]
+        ),
+        static_summary=summary_of(t),
+        static_details=details_of(t),
+    )
+    await steps(handle, "case footprint")
+
+
+async def steps(handle: WorkflowHandle[Any, Any], kind: str) -> None:
     for n in range(BARE_STEPS):
         started = time.perf_counter()
-        await handle.execute_update(BareUpdatesWorkflow.step, n)
-        LATENCIES["bare updates"].append((n, time.perf_counter() - started))
+        await handle.execute_update("step", n)
+        LATENCIES[kind].append((n, time.perf_counter() - started))
     await handle.result()
+
+
+UPDATES = {BareUpdatesWorkflow: "bare updates", BareRecordedUpdatesWorkflow: "bare recorded updates"}
 
 
 PATIENCE = timedelta(minutes=10)
 """Longer than any answer under load: the bench measures the wait, so it never gives up on one."""
-LATENCIES: dict[str, list[tuple[int, float]]] = {"lifecycle": [], "bare updates": []}
+LATENCIES: dict[str, list[tuple[int, float]]] = {
+    "lifecycle": [],
+    "bare updates": [],
+    "bare recorded updates": [],
+    "case footprint": [],
+}
 """Each update's place in its workflow and the seconds it took, from its sending to the answer."""
 
 
@@ -108,20 +154,29 @@ async def main(cases: int, rounds: int) -> None:
         }
         cases_worker = [sys.executable, str(PROJECT / "worker.py"), "--json-logs"]
         bare_worker = [sys.executable, "-m", "bench.bare", stack.temporal_address, f"{queue}-bare"]
+        footprint_worker = [*bare_worker[:-1], f"{queue}-footprint", "as-cases"]
         workers = [
             subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
                 command, env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            for command in (cases_worker, bare_worker)
+            for command in (cases_worker, bare_worker, footprint_worker)
         ]
-        spent = {"bare": 0.0, "bare updates": 0.0, "lifecycle": 0.0}
-        busy = {kind: dict.fromkeys(SIDES, 0.0) for kind in spent}
         shared = {"server": stack.server_pid, "postgres": stack.postgres_pid, "client": os.getpid()}
         runs = {
             "bare": (lambda: bare(client, f"{queue}-bare"), workers[1].pid),
-            "bare updates": (lambda: bare_updates(client, f"{queue}-bare"), workers[1].pid),
+            "bare updates": (
+                lambda: bare_updates(client, f"{queue}-bare", BareUpdatesWorkflow),
+                workers[1].pid,
+            ),
+            "bare recorded updates": (
+                lambda: bare_updates(client, f"{queue}-bare", BareRecordedUpdatesWorkflow),
+                workers[1].pid,
+            ),
+            "case footprint": (lambda: footprint(client, f"{queue}-footprint"), workers[2].pid),
             "lifecycle": (lambda: lifecycle(client, queue), workers[0].pid),
         }
+        spent = dict.fromkeys(runs, 0.0)
+        busy = {kind: dict.fromkeys(SIDES, 0.0) for kind in runs}
         try:
             for _ in range(rounds):
                 for kind, (one, worker_pid) in runs.items():
@@ -137,14 +192,23 @@ async def main(cases: int, rounds: int) -> None:
     header()
     total = cases * rounds
     rate = {kind: total / seconds for kind, seconds in spent.items()}
+    ratio = {kind: r / rate["bare"] for kind, r in rate.items()}
     print(f"{rounds} interleaved rounds of {cases} at once, {total} of each kind")
     print(f"bare workflow (5 activities, 1 signal): {rate['bare']:.1f} workflows/s")
     print(f"bare workflow of {BARE_STEPS} updates: {rate['bare updates']:.1f} workflows/s")
     print(
+        f"bare workflow of {BARE_STEPS} updates, each answered after a local activity: "
+        f"{rate['bare recorded updates']:.1f} workflows/s ({ratio['bare recorded updates']:.2f}x)"
+    )
+    print(
+        "the case's footprint (a lifecycle's events and payloads, none of its work): "
+        f"{rate['case footprint']:.1f} workflows/s ({ratio['case footprint']:.2f}x)"
+    )
+    print(
         "full P1 lifecycle (open, contact, 2 milestones, resolve, follow-up, confirm): "
         f"{rate['lifecycle']:.1f} cases/s"
     )
-    print(f"lifecycle rate / bare rate: {rate['lifecycle'] / rate['bare']:.2f}x")
+    print(f"lifecycle rate / bare rate: {ratio['lifecycle']:.2f}x")
     print(f"CPU a workflow, ms ({' / '.join(SIDES)}):")
     for kind, sides in busy.items():
         print(f"  {kind}: " + " / ".join(f"{1000 * sides[side] / total:.0f}" for side in SIDES))
