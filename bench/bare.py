@@ -1,4 +1,4 @@
-"""The yardsticks of `bench.lifecycle`, each run by a worker with the SDK's defaults:
+"""The yardsticks of `bench.lifecycle`:
 
 - a bare Temporal workflow of five activities and one signal (the issue's yardstick);
 - one that takes five updates, as many as a lifecycle's client sends, each answered at once;
@@ -6,9 +6,11 @@
   Temporal gives any workflow that records an action outside itself before it confirms it, as a case does;
 - the case's footprint: what Temporal carries for a P1 lifecycle as the bench drives it (start input
   and search attributes, markers, upserts, timers, answers the size of the case's status, a last task of
-  its own), with none of the case's work: no rules, no PostgreSQL, no notifications. `bench.lifecycle`
-  runs it as the cases' workers run theirs (`as-cases`: unsandboxed), so that it is the lifecycle less
-  the case's work."""
+  its own), with none of the case's work: no rules, no PostgreSQL, no notifications.
+
+`bench.lifecycle` runs the first two with the SDK's defaults, as the issue's yardstick does, and the last
+two as the cases' workers run theirs (`as-cases`: unsandboxed), so that the footprint is the lifecycle
+less the case's work."""
 
 from __future__ import annotations
 

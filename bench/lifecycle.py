@@ -154,12 +154,12 @@ async def main(cases: int, rounds: int) -> None:
         }
         cases_worker = [sys.executable, str(PROJECT / "worker.py"), "--json-logs"]
         bare_worker = [sys.executable, "-m", "bench.bare", stack.temporal_address, f"{queue}-bare"]
-        footprint_worker = [*bare_worker[:-1], f"{queue}-footprint", "as-cases"]
+        as_cases_worker = [*bare_worker[:-1], f"{queue}-as-cases", "as-cases"]
         workers = [
             subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
                 command, env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            for command in (cases_worker, bare_worker, footprint_worker)
+            for command in (cases_worker, bare_worker, as_cases_worker)
         ]
         shared = {"server": stack.server_pid, "postgres": stack.postgres_pid, "client": os.getpid()}
         runs = {
@@ -169,10 +169,10 @@ async def main(cases: int, rounds: int) -> None:
                 workers[1].pid,
             ),
             "bare recorded updates": (
-                lambda: bare_updates(client, f"{queue}-bare", BareRecordedUpdatesWorkflow),
-                workers[1].pid,
+                lambda: bare_updates(client, f"{queue}-as-cases", BareRecordedUpdatesWorkflow),
+                workers[2].pid,
             ),
-            "case footprint": (lambda: footprint(client, f"{queue}-footprint"), workers[2].pid),
+            "case footprint": (lambda: footprint(client, f"{queue}-as-cases"), workers[2].pid),
             "lifecycle": (lambda: lifecycle(client, queue), workers[0].pid),
         }
         spent = dict.fromkeys(runs, 0.0)
