@@ -92,6 +92,8 @@ class BareRecordedUpdatesWorkflow:
 
 @activity.defn
 async def bare_record(entry: str, answer: int) -> str:
+    """Stands for a change stored (`entry` is its size in bytes, and is not read) or for the policy
+    snapshot read (`answer` bytes)."""
     return "x" * answer
 
 
@@ -121,6 +123,8 @@ async def record(entry: int, answer: int = 0) -> None:
 
 @workflow.defn
 class CaseFootprintWorkflow:
+    """The case's footprint (above). Its input stands for the ticket, and is not read."""
+
     def __init__(self) -> None:
         self._steps = 0
         self._deadline: asyncio.Future[None] | None = None
