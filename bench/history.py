@@ -11,9 +11,7 @@ import asyncio
 import collections
 import logging
 import sys
-import tempfile
 import uuid
-from pathlib import Path
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +20,7 @@ from activities.database import connect, migrate
 from activities.policy_source import PolicySource
 from stack import logs
 from stack.client import register_search_attributes
-from stack.embedded import bundled_binary, start_postgres
+from stack.embedded import bundled_binary, start_postgres, temporary_postgres
 from stack.samples import default_policy, escalated_p1_lifecycle
 from worker import build_worker, pin_zone_rules
 
@@ -30,8 +28,8 @@ from worker import build_worker, pin_zone_rules
 async def main() -> None:
     pin_zone_rules()
     logs.configure(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        pool = await connect(start_postgres(Path(tmp) / "pg"), max_size=10)
+    with temporary_postgres() as data_dir:
+        pool = await connect(start_postgres(data_dir), max_size=10)
         await migrate(pool)
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,

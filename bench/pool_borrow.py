@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 
 from activities.database import connect
 from bench.stack import header
-from stack.embedded import start_postgres
+from stack.embedded import start_postgres, temporary_postgres
 
 AT_ONCE = 10
 
@@ -39,8 +37,8 @@ async def borrows(pool: asyncpg.Pool, count: int) -> tuple[float, float]:
 
 async def main(count: int) -> None:
     header()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = start_postgres(Path(tmp) / "pg")
+    with temporary_postgres() as data_dir:
+        url = start_postgres(data_dir)
         pools: dict[str, Callable[[], Awaitable[asyncpg.Pool]]] = {
             "asyncpg's default reset": lambda: asyncpg.create_pool(url, min_size=AT_ONCE, max_size=AT_ONCE),
             "the worker's pool": lambda: connect(url, min_size=AT_ONCE, max_size=AT_ONCE),

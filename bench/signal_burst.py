@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
@@ -34,7 +32,7 @@ from activities.database import connect, migrate
 from activities.policy_source import PolicySource
 from stack import logs
 from stack.cases import case_status, open_case
-from stack.embedded import start_dev_server, start_postgres
+from stack.embedded import start_dev_server, start_postgres, temporary_postgres
 from stack.samples import notes_stored, round_the_clock_policy, send_notes, ticket
 from worker import build_worker, pin_zone_rules
 from workflows.models import Phase
@@ -106,8 +104,8 @@ async def live_flood(client: Client, source: PolicySource, pool: asyncpg.Pool, s
 async def main(signals: int, bursts: str) -> None:
     pin_zone_rules()
     logs.configure(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        pool = await connect(start_postgres(Path(tmp) / "pg"), max_size=20)
+    with temporary_postgres() as data_dir:
+        pool = await connect(start_postgres(data_dir), max_size=20)
         await migrate(pool)
         env: WorkflowEnvironment = await start_dev_server(None, port=7378, ui=False)
         client = env.client

@@ -8,7 +8,6 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import connect, migrate
 from stack import logs
-from stack.embedded import start_dev_server, start_postgres
+from stack.embedded import start_dev_server, start_postgres, temporary_postgres
 from worker import pin_zone_rules
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -48,14 +47,14 @@ def free_port() -> int:
 async def bench_stack(pool_size: int = 20) -> AsyncIterator[BenchStack]:
     pin_zone_rules()
     logs.configure(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        url = start_postgres(Path(tmp) / "pg")
+    with temporary_postgres() as data_dir:
+        url = start_postgres(data_dir)
         pool = await connect(url, max_size=pool_size)
         await migrate(pool)
         port = free_port()
         env = await start_dev_server(None, port=port, ui=False)
         try:
-            server, postgres = _started("start-dev", f"--port {port}"), _started(str(Path(tmp) / "pg"))
+            server, postgres = _started("start-dev", f"--port {port}"), _started(str(data_dir))
             yield BenchStack(env, pool, url, f"127.0.0.1:{port}", server, postgres)
         finally:
             await env.shutdown()

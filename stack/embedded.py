@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+import tempfile
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -80,16 +82,34 @@ def start_postgres(data_dir: Path) -> str:
 
     pgserver keeps its lock file in the user's runtime folder; where XDG_RUNTIME_DIR is unset (root, a
     container) platformdirs falls back to /tmp/runtime-<uid> and warns, which is no news to a user."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-        import pgserver  # imported here: only the embedded default needs it
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(  # type: ignore[attr-defined]
-        str(data_dir), cleanup_mode="stop"
-    )
+    server = _pgserver().get_server(str(data_dir), cleanup_mode="stop")
     url: str = server.get_uri()
     return url
+
+
+@contextmanager
+def temporary_postgres() -> Iterator[Path]:
+    """A data folder for `start_postgres` that lasts as long as the block, its server stopped before the
+    folder goes. pgserver's own stop at exit reads which processes use the server from a file in that
+    folder; with the folder gone it finds none and leaves the server running until PostgreSQL notices its
+    lock file is missing, about a minute later (into the next benchmark's run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "pg"
+        try:
+            yield data_dir
+        finally:
+            if (data_dir / "postmaster.pid").exists():
+                _pgserver().get_server(str(data_dir)).cleanup()
+
+
+def _pgserver() -> Any:
+    """Imported here: only the embedded default needs it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver
+
+    return pgserver
 
 
 @dataclass

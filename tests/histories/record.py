@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import time, timedelta
@@ -25,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.database import connect, migrate
 from stack.cases import open_case, signal_action, update_action
 from stack.client import register_search_attributes
-from stack.embedded import bundled_binary, start_dev_server, start_postgres
+from stack.embedded import bundled_binary, start_dev_server, start_postgres, temporary_postgres
 from tests.cases import (
     advance_to,
     case_worker,
@@ -220,8 +218,8 @@ async def main() -> None:
     if unknown := only - set(TIME_SKIPPING) - set(DEV_SERVER):
         parser.error(f"no such case: {', '.join(sorted(unknown))}")
     pin_zone_rules()
-    with tempfile.TemporaryDirectory() as tmp:
-        pool = await connect(start_postgres(Path(tmp) / "pg"))
+    with temporary_postgres() as data_dir:
+        pool = await connect(start_postgres(data_dir))
         await migrate(pool)
         for name, scenario in TIME_SKIPPING.items():
             if name not in only:
@@ -240,7 +238,6 @@ async def main() -> None:
                     await save(name, await scenario(env, pool))
             await env.shutdown()
         await pool.close()
-    shutil.rmtree(Path(tmp), ignore_errors=True)
 
 
 if __name__ == "__main__":
