@@ -24,11 +24,11 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 
 from bench.bare import (
     FOOTPRINT,
@@ -39,7 +39,7 @@ from bench.bare import (
 )
 from bench.bare import STEPS as BARE_STEPS
 from bench.stack import PROJECT, bench_stack, header, process_cpu
-from stack.cases import details_of, open_case, summary_of, update_action
+from stack.cases import details_of, open_case, preview_of, summary_of, update_action
 from stack.samples import ticket
 from workflows import search
 
@@ -76,16 +76,7 @@ async def footprint(client: Client, task_queue: str) -> None:
         "x" * FOOTPRINT["ticket"],
         id=f"footprint-{t.ticket_id}",
         task_queue=task_queue,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(search.CASE_PRIORITY, "P1"),
-                SearchAttributePair(search.CASE_PHASE, "triage"),
-                SearchAttributePair(search.CASE_CUSTOMER, t.customer.account_id),
-                SearchAttributePair(search.CASE_ESCALATED, False),
-                SearchAttributePair(search.CASE_SLA_BREACHED, False),
-                SearchAttributePair(search.CASE_OPENED_AT, datetime.now(UTC)),
-            ]
-        ),
+        search_attributes=TypedSearchAttributes(search.pairs_at_start(preview_of(t))),
         static_summary=summary_of(t),
         static_details=details_of(t),
     )

@@ -80,6 +80,19 @@ def details_of(ticket: CaseInput) -> str:
     return "  \n".join(lines)
 
 
+def preview_of(ticket: CaseInput) -> CaseStatus:
+    """The case as it stands before its first workflow task: what its starter shows of it (the search
+    attributes it starts with)."""
+    return CaseStatus(
+        workflow_id=case_workflow_id(ticket.ticket_id),
+        ticket=ticket,
+        priority=ticket.priority,
+        phase=Phase.TRIAGE,
+        opened_at=ticket.opened_at or datetime.now(UTC),
+        assignee=ticket.assignee,
+    )
+
+
 async def open_case(
     client: Client,
     ticket: CaseInput,
@@ -89,14 +102,7 @@ async def open_case(
     with_search_attributes: bool = True,
 ) -> WorkflowHandle[CaseWorkflow, Any]:
     """Start the ticket's case; CaseAlreadyExists if the ticket has one, open or closed."""
-    preview = CaseStatus(
-        workflow_id=case_workflow_id(ticket.ticket_id),
-        ticket=ticket,
-        priority=ticket.priority,
-        phase=Phase.TRIAGE,
-        opened_at=ticket.opened_at or datetime.now(UTC),
-        assignee=ticket.assignee,
-    )
+    preview = preview_of(ticket)
     try:
         return await client.start_workflow(
             CaseWorkflow.run,
